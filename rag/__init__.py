@@ -1,0 +1,1 @@
+"""ragbot's retrieval-augmented core: sources → chunks → embeddings → store → retrieval → answers."""

@@ -1,0 +1,249 @@
+"""The `ragbot` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+from rag.errors import ConfigError, IngestBusyError, ModelError, RagError, StoreError
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.service import RagService
+
+app = typer.Typer(
+    name="ragbot",
+    help="Answers questions about your Confluence space and code repository, with cited sources.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class IngestTarget(str, Enum):
+    all = "all"
+    code = "code"
+    confluence = "confluence"
+
+
+class SourceChoice(str, Enum):
+    code = "code"
+    confluence = "confluence"
+
+
+def fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"ragbot: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def edge() -> Iterator[None]:
+    """Turn core errors into one line and the contract's exit code (2: configuration)."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except (ConfigError, ModelError, StoreError) as e:
+        fail(str(e), 2)
+    except IngestBusyError as e:
+        fail(str(e), 1)
+    except RagError as e:
+        fail(str(e), 1)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+
+
+def settings_and_service() -> tuple[Settings, RagService]:
+    from rag.config import load_settings
+    from rag.logs import configure_logging
+    from rag.service import RagService
+
+    settings = load_settings()
+    configure_logging(settings)
+    return settings, RagService(settings)
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# ----- ingest ----------------------------------------------------------------------------
+
+
+@contextmanager
+def ingest_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress bar on stderr when it is a terminal; otherwise nothing (logs say enough)."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=Console(stderr=True), transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(source: str, done: int, total: int) -> None:
+            if source not in tasks:
+                tasks[source] = bar.add_task(f"ingest {source}", total=total)
+            bar.update(tasks[source], completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def ingest(
+    target: Annotated[IngestTarget, typer.Argument(help="Which source to ingest.")] = IngestTarget.all,
+    full: Annotated[bool, typer.Option("--full", help="Re-embed everything, not only what changed.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+) -> None:
+    """Ingest now (incremental unless --full)."""
+    from rag.ingest import resolve_targets
+
+    with edge():
+        settings, service = settings_and_service()
+        targets = resolve_targets(settings, target.value)
+        with ingest_progress(True) as progress:
+            reports = service.ingest(targets, full=full, trigger="cli", progress=progress)
+    if as_json:
+        emit_json({"sources": [r.to_json() for r in reports]})
+    else:
+        for r in reports:
+            status = "ok" if r.ok else f"FAILED: {r.error}"
+            typer.echo(
+                f"{r.source}: {status} — {r.documents_seen} seen, {r.documents_added} added, "
+                f"{r.documents_updated} updated, {r.documents_deleted} deleted, "
+                f"{r.documents_unchanged} unchanged; {r.chunks_embedded} chunks embedded in {r.seconds:.1f}s",
+                err=True,
+            )
+            for w in r.warnings:
+                typer.echo(f"{r.source}: warning: {w}", err=True)
+            for err in r.errors:
+                typer.echo(f"{r.source}: {err['document']}: {err['error']}", err=True)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+# ----- ask / chat --------------------------------------------------------------------------
+
+
+def render_answer(answer: Any) -> str:
+    lines = [answer.text, ""]
+    if answer.hits:
+        lines.append("Sources:")
+        for i, hit in enumerate(answer.hits, start=1):
+            link = f" <{hit.url}>" if hit.url else ""
+            lines.append(f"  [{i}] {hit.citation()}{link}")
+    return "\n".join(lines)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="How many sources to retrieve.")] = 5,
+    source: Annotated[SourceChoice | None, typer.Option("--source", help="Search only this source.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON on stdout.")] = False,
+) -> None:
+    """Answer one question."""
+    if not question.strip():
+        fail("the question is empty", 2)
+    with edge():
+        _, service = settings_and_service()
+        answer = service.ask(question, top_k=top_k, source=source.value if source else None)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(answer.to_json())
+    else:
+        typer.echo(render_answer(answer))
+
+
+@app.command()
+def chat(
+    top_k: Annotated[int, typer.Option("--top-k", min=1, max=50)] = 5,
+) -> None:
+    """Interactive console chat with thread memory (the Slack experience without Slack)."""
+    from rag.memory import ConversationMemory
+
+    with edge():
+        _, service = settings_and_service()
+        memory = ConversationMemory()
+        interactive = sys.stdin.isatty()
+        typer.echo("ragbot chat — ask about your code and docs; 'exit' or Ctrl-D to leave.", err=True)
+        while True:
+            try:
+                question = input("you> " if interactive else "")
+            except EOFError:
+                break
+            question = question.strip()
+            if not question:
+                continue
+            if question.lower() in {"exit", "quit", ":q"}:
+                break
+            streamed: list[str] = []
+
+            def on_token(token: str, _streamed: list[str] = streamed) -> None:
+                if not _streamed:
+                    sys.stdout.write("ragbot> ")
+                _streamed.append(token)
+                sys.stdout.write(token)
+                sys.stdout.flush()
+
+            try:
+                answer = service.ask(question, top_k=top_k, history=memory.turns(), on_token=on_token)
+            except RagError as e:
+                typer.echo(f"ragbot> sorry, I could not answer that: {e}")
+                continue
+            if streamed and answer.mode == "llm":
+                sys.stdout.write("\n")
+                typer.echo(render_answer(answer).split("\n", 1)[1] if "\n" in render_answer(answer) else "")
+            else:
+                if streamed:
+                    sys.stdout.write("\n")
+                typer.echo("ragbot> " + render_answer(answer))
+            memory.add(question, answer.text)
+
+
+# ----- status --------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False,
+) -> None:
+    """Index size per source, last ingest runs, configured sources."""
+    with edge():
+        _, service = settings_and_service()
+        data = service.status()
+    if as_json:
+        emit_json(data)
+        return
+    typer.echo(f"store: {data['store']}")
+    typer.echo(f"configured sources: {', '.join(data['configured_sources']) or 'none'}")
+    for name, info in data["sources"].items():
+        last = info["last_run"]
+        when = f"last run {last['finished_at']} ({'ok' if last['ok'] else 'failed: ' + str(last['error'])})" if last else "never ingested"
+        typer.echo(f"{name}: {info['documents']} documents, {info['chunks']} chunks, model {info['embedding_model']}; {when}")
+    if data["ingest_running"]:
+        typer.echo(f"an ingest is running: {data['ingest_running']}")
+
+
+def main() -> None:
+    # Environment defaults that keep the process offline-friendly; set here, not at import.
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    app()
+
+
+if __name__ == "__main__":
+    main()

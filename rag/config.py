@@ -1,0 +1,166 @@
+"""One typed Settings object, read from the environment and `.env`, built once in the entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.errors import ConfigError
+
+SourceName = Literal["code", "confluence"]
+SOURCES: tuple[SourceName, ...] = ("code", "confluence")
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of the public contract (docs/interface.md), under its environment name."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    chroma_db_dir: Path = Field(Path("./chroma_db"), alias="CHROMA_DB_DIR")
+    chroma_host: str | None = Field(None, alias="CHROMA_HOST")
+    chroma_port: int = Field(8000, alias="CHROMA_PORT", ge=1, le=65535)
+    ragbot_data_dir: Path = Field(Path("./.ragbot"), alias="RAGBOT_DATA_DIR")
+
+    code_repo_path: Path = Field(Path("./src"), alias="CODE_REPO_PATH")
+    code_repo_url: str | None = Field(None, alias="CODE_REPO_URL")
+    code_repo_branch: str | None = Field(None, alias="CODE_REPO_BRANCH")
+    code_repo_web_url: str | None = Field(None, alias="CODE_REPO_WEB_URL")
+
+    confluence_url: str | None = Field(None, alias="CONFLUENCE_URL")
+    confluence_username: str | None = Field(None, alias="CONFLUENCE_USERNAME")
+    confluence_password: str | None = Field(None, alias="CONFLUENCE_PASSWORD", repr=False)
+    confluence_token: str | None = Field(None, alias="CONFLUENCE_TOKEN", repr=False)
+    confluence_space: list[str] = Field(default_factory=list, alias="CONFLUENCE_SPACE")
+    confluence_include_restricted: bool = Field(False, alias="CONFLUENCE_INCLUDE_RESTRICTED")
+
+    local_emb_model: str | None = Field(None, alias="LOCAL_EMB_MODEL")
+    code_emb_model: str | None = Field(None, alias="CODE_EMB_MODEL")
+    chunk_size: int | None = Field(None, alias="CHUNK_SIZE", ge=16, le=8192)
+    chunk_overlap: int | None = Field(None, alias="CHUNK_OVERLAP", ge=0, le=4096)
+
+    litellm_model: str | None = Field(None, alias="LITELLM_MODEL")
+    litellm_api_base: str | None = Field(None, alias="LITELLM_API_BASE")
+    litellm_api_key: str | None = Field(None, alias="LITELLM_API_KEY", repr=False)
+    llm_timeout_seconds: float = Field(60.0, alias="LITELLM_TIMEOUT", gt=0)
+
+    slack_bot_token: str | None = Field(None, alias="SLACK_BOT_TOKEN", repr=False)
+    slack_app_token: str | None = Field(None, alias="SLACK_APP_TOKEN", repr=False)
+    slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
+    ragingest_allowed_users: list[str] = Field(default_factory=list, alias="RAGINGEST_ALLOWED_USERS")
+
+    ingest_interval_minutes: int = Field(60, alias="INGEST_INTERVAL_MINUTES", ge=0)
+    ingest_cron: str | None = Field(None, alias="INGEST_CRON")
+    ragbot_scheduler: Literal["on", "off"] = Field("on", alias="RAGBOT_SCHEDULER")
+
+    ragbot_api_token: str | None = Field(None, alias="RAGBOT_API_TOKEN", repr=False)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", alias="LOG_LEVEL"
+    )
+    log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
+
+    @field_validator("confluence_space", "ragingest_allowed_users", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("log_level", "ragbot_scheduler", "log_format", mode="before")
+    @classmethod
+    def _normalise_case(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip()
+            return value.upper() if value.lower() in {"debug", "info", "warning", "error", "critical"} else value.lower()
+        return value
+
+    @field_validator(
+        "chroma_host",
+        "code_repo_url",
+        "code_repo_branch",
+        "code_repo_web_url",
+        "confluence_url",
+        "local_emb_model",
+        "code_emb_model",
+        "litellm_model",
+        "litellm_api_base",
+        "litellm_api_key",
+        "slack_bot_token",
+        "slack_app_token",
+        "ingest_cron",
+        "ragbot_api_token",
+        "confluence_username",
+        "confluence_password",
+        "confluence_token",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `.env.example` copies leave `NAME=` lines: an empty value means "not set".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("chunk_size", "chunk_overlap", "chroma_port", mode="before")
+    @classmethod
+    def _blank_int_is_unset(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    # ----- derived facts -------------------------------------------------------------
+
+    @property
+    def code_configured(self) -> bool:
+        """Whether the code source should be ingested by `ingest all` and the scheduler."""
+        return bool(self.code_repo_url) or "code_repo_path" in self.model_fields_set or (
+            self.code_repo_path.is_dir()
+        )
+
+    @property
+    def confluence_configured(self) -> bool:
+        return bool(self.confluence_url)
+
+    def configured_sources(self) -> list[SourceName]:
+        sources: list[SourceName] = []
+        if self.code_configured:
+            sources.append("code")
+        if self.confluence_configured:
+            sources.append("confluence")
+        return sources
+
+    def embedding_model_for(self, source: SourceName) -> str | None:
+        """The model id for a source's collection; None means the bundled default."""
+        if source == "code" and self.code_emb_model:
+            return self.code_emb_model
+        return self.local_emb_model
+
+    @property
+    def slack_configured(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_app_token)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from env + `.env`; a bad value raises ConfigError naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = first.get("loc") or ("?",)
+        name = str(loc[0])
+        field = Settings.model_fields.get(name)
+        if field is not None and field.alias:
+            name = field.alias
+        raise ConfigError(f"{name.upper()}: {first.get('msg', 'invalid value')}") from e

@@ -1,0 +1,214 @@
+"""The incremental ingest pipeline: list → skip unchanged → load → redact → chunk → embed → store → prune.
+
+Crash safety comes from the order of writes: a document's new chunks are upserted (stable
+ids, each carrying the document's fingerprint and chunk count) before its stale chunks are
+deleted, so at every instant the index either still describes the old version, or holds a
+mix that `document_states` reports as incomplete and the next run rewrites.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rag.chunking import LineChunker
+from rag.config import Settings, SourceName
+from rag.embedding import Embedder, EmbedderPool
+from rag.errors import RagError
+from rag.locking import IngestLock
+from rag.models import Chunk, Document, IngestReport
+from rag.secrets import redact
+from rag.sources import build_source
+from rag.sources.base import DocumentRef, LoadFailure, Source
+from rag.state import StateDB
+from rag.store import Collection, DocumentState, VectorStore, chunk_id
+
+log = logging.getLogger(__name__)
+
+FLUSH_CHUNKS = 512
+
+#: progress(source, documents_done, documents_to_process)
+Progress = Callable[[str, int, int], None]
+SourceFactory = Callable[[Settings, SourceName], Source]
+
+
+@dataclass
+class _Pending:
+    doc: Document
+    chunks: list[Chunk]
+    fingerprint: str
+    previous: DocumentState | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def make_chunker(settings: Settings, embedder: Embedder) -> LineChunker:
+    limit = embedder.token_limit()
+    size = settings.chunk_size or limit
+    overlap = settings.chunk_overlap if settings.chunk_overlap is not None else max(0, size // 10)
+    return LineChunker(
+        count_tokens=embedder.count_tokens, chunk_tokens=size, overlap_tokens=overlap, max_tokens=limit
+    )
+
+
+class Ingestor:
+    """Runs ingests under the single-flight lock and records each run for `status`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: VectorStore,
+        embedders: EmbedderPool,
+        source_factory: SourceFactory = build_source,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedders = embedders
+        self.source_factory = source_factory
+        self.state = StateDB(settings.ragbot_data_dir)
+
+    def lock(self, holder: str) -> IngestLock:
+        return IngestLock(self.settings.ragbot_data_dir, holder=holder)
+
+    def run(
+        self,
+        targets: Sequence[SourceName],
+        *,
+        full: bool = False,
+        trigger: str = "cli",
+        progress: Progress | None = None,
+    ) -> list[IngestReport]:
+        """Ingest each target in turn. Raises IngestBusyError if another ingest is running."""
+        reports = []
+        with self.lock(trigger):
+            for name in targets:
+                started = time.time()
+                report = self.run_source(name, full=full, progress=progress)
+                self.state.record_run(report, started_at=started, trigger=trigger)
+                reports.append(report)
+        return reports
+
+    def run_source(self, name: SourceName, *, full: bool = False, progress: Progress | None = None) -> IngestReport:
+        """One source, without taking the lock (the caller holds it)."""
+        t0 = time.monotonic()
+        report = IngestReport(source=name)
+        try:
+            self._run(name, report, full=full, progress=progress)
+        except RagError as e:
+            report.ok = False
+            report.error = str(e)
+            log.error("ingest of %s failed: %s", name, e)
+        except Exception as e:  # an unexpected bug must not kill the scheduler or the bot
+            report.ok = False
+            report.error = f"unexpected error: {type(e).__name__}: {e}"
+            log.exception("ingest of %s failed unexpectedly", name)
+        report.seconds = time.monotonic() - t0
+        return report
+
+    def _run(self, name: SourceName, report: IngestReport, *, full: bool, progress: Progress | None) -> None:
+        source = self.source_factory(self.settings, name)
+        log.info("ingesting %s: %s", name, source.describe())
+        source.prepare()
+        refs = source.scan()  # raises when the listing is incomplete: nothing is deleted then
+        report.documents_seen = len(refs)
+        if not refs:
+            report.warnings.append(f"{source.describe()} has no documents to index")
+            log.warning("%s has no documents to index", source.describe())
+
+        embedder = self.embedders.get(self.settings.embedding_model_for(name))
+        chunker = make_chunker(self.settings, embedder)
+        collection = self.store.collection(name, embedder.key)
+        assert collection is not None
+        states = collection.document_states()
+        signature = chunker.signature
+
+        to_load: list[DocumentRef] = []
+        for ref in refs:
+            state = states.get(ref.doc_id)
+            unchanged = (
+                not full and ref.version and state is not None and state.complete
+                and state.fingerprint == f"{ref.version}|{signature}"
+            )
+            if unchanged:
+                report.documents_unchanged += 1
+            else:
+                to_load.append(ref)
+
+        done = 0
+        pending: list[_Pending] = []
+        for item in source.load(to_load):
+            done += 1
+            if isinstance(item, LoadFailure):
+                report.errors.append({"document": item.doc_id, "error": item.error})
+                log.warning("%s: %s", item.doc_id, item.error)
+            else:
+                try:
+                    pending.append(self._prepare(item, chunker, states.get(item.doc_id)))
+                except Exception as e:  # one bad document must not stop the run
+                    report.errors.append({"document": item.doc_id, "error": f"{type(e).__name__}: {e}"})
+                    log.warning("cannot chunk %s: %s", item.doc_id, e, exc_info=True)
+            if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
+                self._flush(pending, embedder, collection, report)
+                pending = []
+            if progress:
+                progress(name, done, len(to_load))
+        self._flush(pending, embedder, collection, report)
+
+        listed = {ref.doc_id for ref in refs}
+        for doc_id, state in states.items():
+            if doc_id not in listed:
+                collection.delete_ids(state.ids)
+                report.documents_deleted += 1
+        if report.errors:
+            log.warning("%s: %d document(s) failed and kept their previous chunks", name, len(report.errors))
+
+    def _prepare(self, doc: Document, chunker: LineChunker, previous: DocumentState | None) -> _Pending:
+        text, redactions = redact(doc.text)
+        if redactions:
+            log.info("%s: redacted %d secret value(s) before indexing", doc.doc_id, redactions)
+            doc = Document(**{**doc.__dict__, "text": text})
+        fingerprint = f"{doc.fingerprint()}|{chunker.signature}"
+        chunks = chunker.chunk(doc)
+        extra = {**doc.metadata, "doc_fingerprint": fingerprint, "doc_chunks": len(chunks)}
+        return _Pending(doc, chunks, fingerprint, previous, extra)
+
+    def _flush(self, pending: list[_Pending], embedder: Embedder, collection: Collection, report: IngestReport) -> None:
+        if not pending:
+            return
+        chunks = [c for p in pending for c in p.chunks]
+        vectors = embedder.embed_documents([c.embed_text for c in chunks])
+        extras = [p.extra for p in pending for _ in p.chunks]
+        collection.upsert(chunks, vectors, extras)
+        stale: list[str] = []
+        for p in pending:
+            new_ids = {chunk_id(c.source, c.doc_id, c.index) for c in p.chunks}
+            if p.previous is not None:
+                stale.extend(i for i in p.previous.ids if i not in new_ids)
+                report.documents_updated += 1
+            else:
+                report.documents_added += 1
+        collection.delete_ids(stale)
+        report.chunks_embedded += len(chunks)
+
+
+def resolve_targets(settings: Settings, target: str) -> list[SourceName]:
+    """`all` → every configured source; a named source → that one (ConfigError if unset)."""
+    from rag.errors import ConfigError
+
+    if target == "all":
+        targets = settings.configured_sources()
+        if not targets:
+            raise ConfigError(
+                "no source configured: set CODE_REPO_PATH (or CODE_REPO_URL) and/or CONFLUENCE_URL"
+            )
+        return targets
+    if target == "code":
+        return ["code"]
+    if target == "confluence":
+        if not settings.confluence_configured:
+            raise ConfigError("CONFLUENCE_URL is not set")
+        return ["confluence"]
+    raise ConfigError(f"unknown source {target!r}: use code, confluence or all")

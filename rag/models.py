@@ -1,0 +1,141 @@
+"""The values that flow through the pipeline: Document → Chunk → Hit → Answer, and IngestReport."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Mode = Literal["llm", "extractive"]
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Document:
+    """One unit a source yields: a file of the repository or a Confluence page."""
+
+    source: str
+    doc_id: str  # stable within the source: repo-relative path, or Confluence page id
+    title: str
+    text: str
+    url: str | None = None
+    path: str | None = None  # repo-relative path for code; None for pages
+    language: str | None = None
+    # What decides re-embedding: a content hash for files, the version for pages.
+    version: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        return self.version or content_hash(self.text)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document, the unit that is embedded, stored and retrieved."""
+
+    source: str
+    doc_id: str
+    index: int
+    text: str  # what is shown and stored as the record's `documents`
+    embed_text: str  # header + text: what the embedding model sees
+    title: str
+    url: str | None
+    path: str | None
+    start_line: int | None
+    end_line: int | None
+    language: str | None = None
+    symbol: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return content_hash(self.embed_text)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score, as listed in `ask --json` sources."""
+
+    source: str
+    title: str
+    url: str | None
+    path: str | None
+    start_line: int | None
+    end_line: int | None
+    score: float
+    text: str
+    chunk_id: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "title": self.title,
+            "url": self.url,
+            "path": self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "score": round(self.score, 6),
+            "text": self.text,
+        }
+
+    def citation(self) -> str:
+        """A short human label: `path:10-42` for code, the page title otherwise."""
+        if self.path:
+            if self.start_line is not None and self.end_line is not None:
+                return f"{self.path}:{self.start_line}-{self.end_line}"
+            return self.path
+        return self.title
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    mode: Mode
+    hits: list[Hit]
+    note: str | None = None  # why the answer is extractive, when it is
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "answer": self.text,
+            "mode": self.mode,
+            "sources": [h.to_json() for h in self.hits],
+        }
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One exchange of a conversation (Slack thread, chat session, API session)."""
+
+    question: str
+    answer: str
+
+
+@dataclass
+class IngestReport:
+    """The per-source result of one ingest run, as in `ingest --json`."""
+
+    source: str
+    ok: bool = True
+    documents_seen: int = 0
+    documents_added: int = 0
+    documents_updated: int = 0
+    documents_deleted: int = 0
+    documents_unchanged: int = 0
+    chunks_embedded: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None  # why the whole run failed, when ok is False
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        if data["error"] is None:
+            del data["error"]
+        if not data["warnings"]:
+            del data["warnings"]
+        return data
