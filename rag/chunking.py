@@ -56,7 +56,9 @@ class LineChunker:
     or symbol where known) so that a chunk found out of context still says where it is from.
     """
 
-    def __init__(self, *, count_tokens: TokenCounter, chunk_tokens: int, overlap_tokens: int, max_tokens: int) -> None:
+    def __init__(
+        self, *, count_tokens: TokenCounter, chunk_tokens: int, overlap_tokens: int, max_tokens: int
+    ) -> None:
         # Two special tokens ([CLS]/[SEP] or <s>/</s>) are added by the model on top.
         self.limit = max(16, min(chunk_tokens, max_tokens - 2))
         self.overlap = max(0, min(overlap_tokens, self.limit // 2))

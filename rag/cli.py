@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -28,13 +28,13 @@ app = typer.Typer(
 )
 
 
-class IngestTarget(str, Enum):
+class IngestTarget(StrEnum):
     all = "all"
     code = "code"
     confluence = "confluence"
 
 
-class SourceChoice(str, Enum):
+class SourceChoice(StrEnum):
     code = "code"
     confluence = "confluence"
 
@@ -86,11 +86,21 @@ def ingest_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] |
         yield None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}
 
@@ -160,7 +170,7 @@ def ask(
         fail("the question is empty", 2)
     with edge():
         _, service = settings_and_service()
-        answer = service.ask(question, top_k=top_k, source=source.value if source else None)  # type: ignore[arg-type]
+        answer = service.ask(question, top_k=top_k, source=source.value if source else None)
     if as_json:
         emit_json(answer.to_json())
     else:
@@ -231,8 +241,15 @@ def status(
     typer.echo(f"configured sources: {', '.join(data['configured_sources']) or 'none'}")
     for name, info in data["sources"].items():
         last = info["last_run"]
-        when = f"last run {last['finished_at']} ({'ok' if last['ok'] else 'failed: ' + str(last['error'])})" if last else "never ingested"
-        typer.echo(f"{name}: {info['documents']} documents, {info['chunks']} chunks, model {info['embedding_model']}; {when}")
+        when = (
+            f"last run {last['finished_at']} ({'ok' if last['ok'] else 'failed: ' + str(last['error'])})"
+            if last
+            else "never ingested"
+        )
+        typer.echo(
+            f"{name}: {info['documents']} documents, {info['chunks']} chunks, "
+            f"model {info['embedding_model']}; {when}"
+        )
     if data["ingest_running"]:
         typer.echo(f"an ingest is running: {data['ingest_running']}")
 

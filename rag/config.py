@@ -68,9 +68,7 @@ class Settings(BaseSettings):
     ragbot_scheduler: Literal["on", "off"] = Field("on", alias="RAGBOT_SCHEDULER")
 
     ragbot_api_token: str | None = Field(None, alias="RAGBOT_API_TOKEN", repr=False)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", alias="LOG_LEVEL"
-    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
 
     @field_validator("confluence_space", "ragingest_allowed_users", mode="before")
@@ -83,7 +81,11 @@ class Settings(BaseSettings):
     def _normalise_case(cls, value: object) -> object:
         if isinstance(value, str):
             value = value.strip()
-            return value.upper() if value.lower() in {"debug", "info", "warning", "error", "critical"} else value.lower()
+            return (
+                value.upper()
+                if value.lower() in {"debug", "info", "warning", "error", "critical"}
+                else value.lower()
+            )
         return value
 
     @field_validator(
@@ -125,8 +127,10 @@ class Settings(BaseSettings):
     @property
     def code_configured(self) -> bool:
         """Whether the code source should be ingested by `ingest all` and the scheduler."""
-        return bool(self.code_repo_url) or "code_repo_path" in self.model_fields_set or (
-            self.code_repo_path.is_dir()
+        return (
+            bool(self.code_repo_url)
+            or "code_repo_path" in self.model_fields_set
+            or (self.code_repo_path.is_dir())
         )
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -68,7 +69,10 @@ class Embedder(ABC):
         return f"{slug or 'model'}-{digest}"
 
     def embed_documents(
-        self, texts: Sequence[str], *, batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        self,
+        texts: Sequence[str],
+        *,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
         progress: Progress | None = None,
     ) -> list[list[float]]:
         """Vectors for many texts: sorted by length so each mini-batch pads only to its own longest."""
@@ -152,7 +156,11 @@ class TransformersEmbedder(Embedder):
                 import transformers
 
                 location = self._location()
-                cls = transformers.T5EncoderModel if self._family == "t5-encoder-mean" else transformers.AutoModel
+                cls = (
+                    transformers.T5EncoderModel
+                    if self._family == "t5-encoder-mean"
+                    else transformers.AutoModel
+                )
                 try:
                     model = cls.from_pretrained(location)
                 except Exception as e:
@@ -160,9 +168,11 @@ class TransformersEmbedder(Embedder):
                         f"embedding model {self.name!r} could not be loaded: {_first_line(e)}"
                     ) from e
                 model.eval()
-                model.to(self.device)
+                model = model.to(self.device)  # type: ignore[arg-type]
                 self._model = model
-                log.info("loaded embedding model %s (%s, max %d tokens)", self.name, self._family, self.max_tokens)
+                log.info(
+                    "loaded embedding model %s (%s, max %d tokens)", self.name, self._family, self.max_tokens
+                )
         return self._model
 
     def load(self) -> None:
@@ -209,10 +219,8 @@ def _max_tokens(location: str, config: Any, tokenizer: Any) -> int:
     limits = [512]
     st_config = Path(location) / "sentence_bert_config.json"
     if st_config.is_file():
-        try:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
             limits.append(int(json.loads(st_config.read_text())["max_seq_length"]))
-        except (ValueError, KeyError, TypeError):
-            pass
     positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
         limits.append(positions)

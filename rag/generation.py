@@ -38,7 +38,7 @@ def format_context(hits: Sequence[Hit]) -> str:
     for i, hit in enumerate(hits, start=1):
         label = hit.citation()
         if hit.source == "confluence" and hit.title:
-            label = f"Confluence page \"{hit.title}\""
+            label = f'Confluence page "{hit.title}"'
         text = hit.text[: max(0, budget)]
         parts.append(f"[{i}] {label}\n{text}")
         budget -= len(text)
@@ -99,13 +99,20 @@ class Answerer:
     ) -> Answer:
         if not self.configured:
             reason = "No language model is configured (LITELLM_MODEL), so here are the sources themselves."
-            return Answer(extractive_answer(hits, reason), "extractive", list(hits), note="no model configured")
+            return Answer(
+                extractive_answer(hits, reason), "extractive", list(hits), note="no model configured"
+            )
         try:
             text = "".join(self._generate(build_messages(question, hits, history), on_token))
         except Exception as e:
             log.warning("LLM call failed (%s): %s", self.settings.litellm_model, e)
             reason = "The language model is unavailable right now, so here are the sources themselves."
-            return Answer(extractive_answer(hits, reason), "extractive", list(hits), note=f"LLM failed: {type(e).__name__}")
+            return Answer(
+                extractive_answer(hits, reason),
+                "extractive",
+                list(hits),
+                note=f"LLM failed: {type(e).__name__}",
+            )
         if not text.strip():
             reason = "The language model returned an empty answer, so here are the sources themselves."
             return Answer(extractive_answer(hits, reason), "extractive", list(hits), note="empty LLM answer")
@@ -150,4 +157,8 @@ class Answerer:
 def _is_follow_up(question: str) -> bool:
     words = re.findall(r"\w+", question.lower())
     pronouns = {"it", "its", "this", "that", "they", "them", "those", "these", "there", "he", "she"}
-    return len(words) <= 8 or bool(pronouns & set(words)) or question.lower().startswith(("and ", "also ", "what about"))
+    return (
+        len(words) <= 8
+        or bool(pronouns & set(words))
+        or question.lower().startswith(("and ", "also ", "what about"))
+    )

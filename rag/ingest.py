@@ -91,7 +91,9 @@ class Ingestor:
                 reports.append(report)
         return reports
 
-    def run_source(self, name: SourceName, *, full: bool = False, progress: Progress | None = None) -> IngestReport:
+    def run_source(
+        self, name: SourceName, *, full: bool = False, progress: Progress | None = None
+    ) -> IngestReport:
         """One source, without taking the lock (the caller holds it)."""
         t0 = time.monotonic()
         report = IngestReport(source=name)
@@ -129,7 +131,10 @@ class Ingestor:
         for ref in refs:
             state = states.get(ref.doc_id)
             unchanged = (
-                not full and ref.version and state is not None and state.complete
+                not full
+                and ref.version
+                and state is not None
+                and state.complete
                 and state.fingerprint == f"{ref.version}|{signature}"
             )
             if unchanged:
@@ -137,10 +142,8 @@ class Ingestor:
             else:
                 to_load.append(ref)
 
-        done = 0
         pending: list[_Pending] = []
-        for item in source.load(to_load):
-            done += 1
+        for done, item in enumerate(source.load(to_load), start=1):
             if isinstance(item, LoadFailure):
                 report.errors.append({"document": item.doc_id, "error": item.error})
                 log.warning("%s: %s", item.doc_id, item.error)
@@ -175,7 +178,9 @@ class Ingestor:
         extra = {**doc.metadata, "doc_fingerprint": fingerprint, "doc_chunks": len(chunks)}
         return _Pending(doc, chunks, fingerprint, previous, extra)
 
-    def _flush(self, pending: list[_Pending], embedder: Embedder, collection: Collection, report: IngestReport) -> None:
+    def _flush(
+        self, pending: list[_Pending], embedder: Embedder, collection: Collection, report: IngestReport
+    ) -> None:
         if not pending:
             return
         chunks = [c for p in pending for c in p.chunks]

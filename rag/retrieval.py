@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 RRF_K = 60
 
 
-def rrf_fuse(rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, k: int = RRF_K) -> dict[str, float]:
+def rrf_fuse(
+    rankings: Sequence[Sequence[str]], weights: Sequence[float] | None = None, k: int = RRF_K
+) -> dict[str, float]:
     """Reciprocal rank fusion: score(id) = Σ weight / (k + rank), ranks starting at 1."""
     scores: dict[str, float] = {}
     for r, ranking in enumerate(rankings):

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Any
 
 REDACTED = "[REDACTED]"
 
 # detect-secrets' token detectors whose patterns are specific enough to run over whole texts.
 # (The high-entropy and Twilio/Artifactory/Mailchimp ones flag hashes and ids in ordinary code.)
 TOKEN_DETECTORS = (
-    "AWSKeyDetector", "AzureStorageKeyDetector", "BasicAuthDetector", "DiscordBotTokenDetector",
-    "GitHubTokenDetector", "GitLabTokenDetector", "JwtTokenDetector", "NpmDetector",
-    "OpenAIDetector", "PypiTokenDetector", "SendGridDetector", "SlackDetector",
-    "SquareOAuthDetector", "StripeDetector", "TelegramBotTokenDetector",
+    "AWSKeyDetector",
+    "AzureStorageKeyDetector",
+    "BasicAuthDetector",
+    "DiscordBotTokenDetector",
+    "GitHubTokenDetector",
+    "GitLabTokenDetector",
+    "JwtTokenDetector",
+    "NpmDetector",
+    "OpenAIDetector",
+    "PypiTokenDetector",
+    "SendGridDetector",
+    "SlackDetector",
+    "SquareOAuthDetector",
+    "StripeDetector",
+    "TelegramBotTokenDetector",
 )
 
 PRIVATE_KEY_BLOCK = re.compile(
@@ -37,14 +49,14 @@ def _token_patterns() -> tuple[re.Pattern[str], ...]:
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
     patterns: list[re.Pattern[str]] = []
-    for cls in get_mapping_from_secret_type_to_class().values():
-        if cls.__name__ in TOKEN_DETECTORS:
-            patterns.extend(cls().denylist)
+    for detector in get_mapping_from_secret_type_to_class().values():
+        if detector.__name__ in TOKEN_DETECTORS:
+            patterns.extend(detector().denylist)  # type: ignore[misc]
     return tuple(patterns)
 
 
 @lru_cache(maxsize=1)
-def _keyword_detector():  # type: ignore[no-untyped-def]
+def _keyword_detector() -> Any:
     from detect_secrets.plugins.keyword import KeywordDetector
 
     return KeywordDetector()

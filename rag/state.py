@@ -49,7 +49,14 @@ class StateDB:
         with self.connect() as conn:
             conn.execute(
                 "INSERT INTO runs(source, started_at, finished_at, ok, trigger, report) VALUES (?,?,?,?,?,?)",
-                (report.source, started_at, time.time(), int(report.ok), trigger, json.dumps(report.to_json())),
+                (
+                    report.source,
+                    started_at,
+                    time.time(),
+                    int(report.ok),
+                    trigger,
+                    json.dumps(report.to_json()),
+                ),
             )
 
     def last_runs(self, limit: int = 10, source: str | None = None) -> list[dict[str, Any]]:

@@ -72,7 +72,9 @@ class Collection:
     def count(self) -> int:
         return int(self.raw.count())
 
-    def upsert(self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], extra: Sequence[dict[str, Any]]) -> None:
+    def upsert(
+        self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], extra: Sequence[dict[str, Any]]
+    ) -> None:
         ids = [chunk_id(c.source, c.doc_id, c.index) for c in chunks]
         metadatas = [
             _clean_metadata(
@@ -108,7 +110,9 @@ class Collection:
         for start in range(0, len(ids), self.max_batch):
             self.raw.delete(ids=list(ids[start : start + self.max_batch]))
 
-    def iter_records(self, *, include_documents: bool = False, where: dict[str, Any] | None = None) -> Iterator[Record]:
+    def iter_records(
+        self, *, include_documents: bool = False, where: dict[str, Any] | None = None
+    ) -> Iterator[Record]:
         include = ["metadatas", "documents"] if include_documents else ["metadatas"]
         offset = 0
         while True:
@@ -135,7 +139,9 @@ class Collection:
             expected = {r.metadata.get("doc_chunks") for r in records}
             fingerprint = str(fps.pop()) if len(fps) == 1 and len(expected) == 1 else None
             n_expected = int(next(iter(expected)) or 0) if len(expected) == 1 else -1
-            states[doc_id] = DocumentState(fingerprint, n_expected, len(records), tuple(r.id for r in records))
+            states[doc_id] = DocumentState(
+                fingerprint, n_expected, len(records), tuple(r.id for r in records)
+            )
         return states
 
     def query(self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None) -> list[Record]:
@@ -149,7 +155,12 @@ class Collection:
             include=["metadatas", "documents", "distances"],
         )
         return [
-            Record(rid, (result["documents"][0][i] or ""), dict(result["metadatas"][0][i] or {}), float(result["distances"][0][i]))
+            Record(
+                rid,
+                (result["documents"][0][i] or ""),
+                dict(result["metadatas"][0][i] or {}),
+                float(result["distances"][0][i]),
+            )
             for i, rid in enumerate(result["ids"][0])
         ]
 

@@ -1,0 +1,134 @@
+"""Shared fixtures: isolated settings, a real git repository, the real bundled model, a fake LLM."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag.config import Settings
+from rag.embedding import EmbedderPool
+from tests.fakes.llm_server import FakeLLM
+
+CONTRACT_VARS = [
+    "CHROMA_DB_DIR",
+    "CHROMA_HOST",
+    "CHROMA_PORT",
+    "RAGBOT_DATA_DIR",
+    "CODE_REPO_PATH",
+    "CODE_REPO_URL",
+    "CODE_REPO_BRANCH",
+    "CODE_REPO_WEB_URL",
+    "CONFLUENCE_URL",
+    "CONFLUENCE_USERNAME",
+    "CONFLUENCE_PASSWORD",
+    "CONFLUENCE_TOKEN",
+    "CONFLUENCE_SPACE",
+    "LOCAL_EMB_MODEL",
+    "CODE_EMB_MODEL",
+    "CHUNK_SIZE",
+    "CHUNK_OVERLAP",
+    "LITELLM_MODEL",
+    "LITELLM_API_BASE",
+    "LITELLM_API_KEY",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_API_URL",
+    "RAGINGEST_ALLOWED_USERS",
+    "INGEST_INTERVAL_MINUTES",
+    "INGEST_CRON",
+    "RAGBOT_SCHEDULER",
+    "CONFLUENCE_INCLUDE_RESTRICTED",
+    "RAGBOT_API_TOKEN",
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+]
+
+# Offline, deterministic, no proxies: set for the whole session (and inherited by subprocesses).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY", "all_proxy"):
+    os.environ.pop(proxy, None)
+os.environ["NO_PROXY"] = "127.0.0.1,localhost"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No contract variable leaks in from the developer's shell, and no `.env` is read."""
+    for name in CONTRACT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings for one test: store and data in tmp_path; keyword overrides by field name."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "chroma_db_dir": tmp_path / "chroma",
+            "ragbot_data_dir": tmp_path / "data",
+            "code_repo_path": tmp_path / "repo",
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def embedders() -> EmbedderPool:
+    """The real bundled all-MiniLM-L6-v2, loaded once for the whole session."""
+    return EmbedderPool()
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLM]:
+    server = FakeLLM().start()
+    yield server
+    server.stop()
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
+
+
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+@pytest.fixture
+def git_repo(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """make(files) → a real git repository at tmp_path/repo with one commit of those files."""
+    root = tmp_path / "repo"
+
+    def make(files: dict[str, str | bytes], message: str = "initial") -> Path:
+        root.mkdir(exist_ok=True)
+        if not (root / ".git").exists():
+            git(root, "init", "-q", "-b", "main")
+        write_files(root, files)
+        git(root, "add", "-A")
+        git(root, "commit", "-q", "-m", message, "--allow-empty")
+        return root
+
+    return make
