@@ -46,7 +46,22 @@ def markdown_sections(lines: Sequence[str]) -> list[Section]:
         start = i
     if start < len(lines):
         sections.append(Section(start, len(lines), symbol))
-    return sections
+    return _merge_bare_headings(sections, lines)
+
+
+def _merge_bare_headings(sections: list[Section], lines: Sequence[str]) -> list[Section]:
+    """A heading directly followed by a sub-heading joins it, so no chunk is a lone title."""
+    merged: list[Section] = []
+    carry: int | None = None
+    for section in sections:
+        start = carry if carry is not None else section.start
+        content = [ln for ln in lines[section.start : section.end] if ln.strip()]
+        if len(content) <= 1 and section is not sections[-1]:
+            carry = start
+            continue
+        merged.append(Section(start, section.end, section.symbol))
+        carry = None
+    return merged
 
 
 class LineChunker:
@@ -86,9 +101,11 @@ class LineChunker:
 
     def chunk(self, doc: Document) -> list[Chunk]:
         text = doc.text.replace("\r\n", "\n")
-        lines = text.split("\n")
         if not text.strip():
             return []
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the newline that ends the last line does not start another
         counts = self.count_tokens([line + "\n" for line in lines])
         chunks: list[Chunk] = []
         for section in self.sections(doc, lines):
@@ -138,7 +155,13 @@ class LineChunker:
 
     @staticmethod
     def _join(lines: Sequence[str], indices: list[int]) -> tuple[int, int, str]:
-        return indices[0] + 1, indices[-1] + 1, "\n".join(lines[j] for j in indices)
+        # Blank lines at either end say nothing; leaving them out keeps line ranges tight.
+        kept = list(indices)
+        while len(kept) > 1 and not lines[kept[-1]].strip():
+            kept.pop()
+        while len(kept) > 1 and not lines[kept[0]].strip():
+            kept.pop(0)
+        return kept[0] + 1, kept[-1] + 1, "\n".join(lines[j] for j in kept)
 
     def _split_long_line(self, line: str, index: int, tokens: int, budget: int) -> list[tuple[int, int, str]]:
         # One line longer than the model's window (minified code, a data blob): cut it into

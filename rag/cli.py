@@ -124,15 +124,18 @@ def ingest(
     with edge():
         settings, service = settings_and_service()
         targets = resolve_targets(settings, target.value)
+        service.ingestor.preflight(targets)
         with ingest_progress(True) as progress:
             reports = service.ingest(targets, full=full, trigger="cli", progress=progress)
     if as_json:
         emit_json({"sources": [r.to_json() for r in reports]})
     else:
         for r in reports:
-            status = "ok" if r.ok else f"FAILED: {r.error}"
+            if not r.ok:
+                typer.echo(f"ragbot: {r.source}: {r.error}", err=True)
+                continue
             typer.echo(
-                f"{r.source}: {status} — {r.documents_seen} seen, {r.documents_added} added, "
+                f"{r.source}: ok — {r.documents_seen} seen, {r.documents_added} added, "
                 f"{r.documents_updated} updated, {r.documents_deleted} deleted, "
                 f"{r.documents_unchanged} unchanged; {r.chunks_embedded} chunks embedded in {r.seconds:.1f}s",
                 err=True,
@@ -141,6 +144,12 @@ def ingest(
                 typer.echo(f"{r.source}: warning: {w}", err=True)
             for err in r.errors:
                 typer.echo(f"{r.source}: {err['document']}: {err['error']}", err=True)
+    config_failures = [r for r in reports if r.config_error]
+    if config_failures:
+        if as_json:  # the report went to stdout; the reason still gets its one line
+            for r in config_failures:
+                typer.echo(f"ragbot: {r.error}", err=True)
+        raise typer.Exit(2)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)
 

@@ -155,6 +155,7 @@ class TransformersEmbedder(Embedder):
             if self._model is None:
                 import transformers
 
+                transformers.utils.logging.disable_progress_bar()
                 location = self._location()
                 cls = (
                     transformers.T5EncoderModel

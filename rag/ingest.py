@@ -17,7 +17,7 @@ from typing import Any
 from rag.chunking import LineChunker
 from rag.config import Settings, SourceName
 from rag.embedding import Embedder, EmbedderPool
-from rag.errors import RagError
+from rag.errors import ConfigError, ModelError, RagError, StoreError
 from rag.locking import IngestLock
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
@@ -73,6 +73,16 @@ class Ingestor:
     def lock(self, holder: str) -> IngestLock:
         return IngestLock(self.settings.ragbot_data_dir, holder=holder)
 
+    def preflight(self, targets: Sequence[SourceName]) -> None:
+        """Validate what each target needs before any work: source, model, store (one error)."""
+        for name in targets:
+            source = self.source_factory(self.settings, name)
+            check = getattr(source, "check", None)
+            if check is not None:
+                check()
+            self.embedders.get(self.settings.embedding_model_for(name)).token_limit()
+        self.store.collection_names()
+
     def run(
         self,
         targets: Sequence[SourceName],
@@ -102,6 +112,7 @@ class Ingestor:
         except RagError as e:
             report.ok = False
             report.error = str(e)
+            report.config_error = isinstance(e, ConfigError | ModelError | StoreError)
             log.error("ingest of %s failed: %s", name, e)
         except Exception as e:  # an unexpected bug must not kill the scheduler or the bot
             report.ok = False
@@ -190,7 +201,9 @@ class Ingestor:
         stale: list[str] = []
         for p in pending:
             new_ids = {chunk_id(c.source, c.doc_id, c.index) for c in p.chunks}
-            if p.previous is not None:
+            if not p.chunks and p.previous is None:
+                report.documents_unchanged += 1  # nothing to index before or now
+            elif p.previous is not None:
                 stale.extend(i for i in p.previous.ids if i not in new_ids)
                 report.documents_updated += 1
             else:
@@ -201,8 +214,6 @@ class Ingestor:
 
 def resolve_targets(settings: Settings, target: str) -> list[SourceName]:
     """`all` → every configured source; a named source → that one (ConfigError if unset)."""
-    from rag.errors import ConfigError
-
     if target == "all":
         targets = settings.configured_sources()
         if not targets:

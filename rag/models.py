@@ -130,9 +130,12 @@ class IngestReport:
     seconds: float = 0.0
     error: str | None = None  # why the whole run failed, when ok is False
     warnings: list[str] = field(default_factory=list)
+    #: The failure is a configuration problem (bad path, URL, credentials): CLI exit code 2.
+    config_error: bool = False
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        del data["config_error"]
         data["seconds"] = round(self.seconds, 3)
         if data["error"] is None:
             del data["error"]

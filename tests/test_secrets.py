@@ -37,7 +37,10 @@ def test_planted_secret_is_redacted(kind: str) -> None:
 
 
 def test_private_key_block_is_removed_whole() -> None:
-    text = "before\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabcdef\n-----END RSA PRIVATE KEY-----\nafter"
+    text = (
+        "before\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabcdef\n"
+        "-----END RSA PRIVATE KEY-----\nafter"
+    )
     out, _ = redact(text)
     assert "MIIEpAIBAAKCAQEA" not in out and "abcdef" not in out
     assert out.startswith("before\n") and out.endswith("\nafter")

@@ -28,6 +28,9 @@ class LoadFailure:
 class Source(Protocol):
     name: str
 
+    def check(self) -> None:
+        """Cheap validation before any work starts (no clone, no listing). Raises ConfigError."""
+
     def prepare(self) -> None:
         """Reach the source (clone/pull, check credentials). Raises ConfigError/SourceError."""
 

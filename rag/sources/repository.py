@@ -88,6 +88,9 @@ NAMED_FILES: dict[str, str] = {
     "CODEOWNERS": "text",
     "Vagrantfile": "ruby",
     "Gemfile": "ruby",
+    ".env.example": "dotenv",
+    ".env.sample": "dotenv",
+    ".env.template": "dotenv",
 }
 SKIPPED_DIRS = {
     ".git",
@@ -276,6 +279,17 @@ class RepositorySource:
         return f"local repository {self.root}"
 
     # ----- prepare ---------------------------------------------------------------------
+
+    def check(self) -> None:
+        if self.url:
+            if (self.root / ".git").is_dir():
+                return  # cloned before; a pull failure is reported by the run itself
+            try:
+                _git(["ls-remote", "--heads", "--", self.url], timeout=60)
+            except SourceError as e:
+                raise ConfigError(f"CODE_REPO_URL: cannot clone {_redact_url(self.url)}: {e}") from e
+        elif not self.root.is_dir():
+            raise ConfigError(f"CODE_REPO_PATH: {self.root} is not a directory")
 
     def prepare(self) -> None:
         if self.url:

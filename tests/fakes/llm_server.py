@@ -46,7 +46,13 @@ class FakeLLM:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                fake.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                fake.requests.append(
+                    {
+                        "path": self.path,
+                        "body": body,
+                        "headers": {k.lower(): v for k, v in self.headers.items()},
+                    }
+                )
                 if fake.delay:
                     time.sleep(fake.delay)
                 if not self.path.rstrip("/").endswith("chat/completions"):
