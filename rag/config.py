@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.errors import ConfigError
 
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     confluence_username: str | None = Field(None, alias="CONFLUENCE_USERNAME")
     confluence_password: str | None = Field(None, alias="CONFLUENCE_PASSWORD", repr=False)
     confluence_token: str | None = Field(None, alias="CONFLUENCE_TOKEN", repr=False)
-    confluence_space: list[str] = Field(default_factory=list, alias="CONFLUENCE_SPACE")
+    confluence_space: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="CONFLUENCE_SPACE")
     confluence_include_restricted: bool = Field(False, alias="CONFLUENCE_INCLUDE_RESTRICTED")
 
     local_emb_model: str | None = Field(None, alias="LOCAL_EMB_MODEL")
@@ -61,7 +61,9 @@ class Settings(BaseSettings):
     slack_bot_token: str | None = Field(None, alias="SLACK_BOT_TOKEN", repr=False)
     slack_app_token: str | None = Field(None, alias="SLACK_APP_TOKEN", repr=False)
     slack_api_url: str = Field("https://slack.com/api/", alias="SLACK_API_URL")
-    ragingest_allowed_users: list[str] = Field(default_factory=list, alias="RAGINGEST_ALLOWED_USERS")
+    ragingest_allowed_users: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="RAGINGEST_ALLOWED_USERS"
+    )
 
     ingest_interval_minutes: int = Field(60, alias="INGEST_INTERVAL_MINUTES", ge=0)
     ingest_cron: str | None = Field(None, alias="INGEST_CRON")
