@@ -171,13 +171,19 @@ class Ingestor:
                 progress(name, done, len(to_load))
         self._flush(pending, embedder, collection, report)
 
-        listed = {ref.doc_id for ref in refs}
+        self._prune(collection, states, {ref.doc_id for ref in refs}, report)
+        if report.errors:
+            log.warning("%s: %d document(s) failed and kept their previous chunks", name, len(report.errors))
+
+    @staticmethod
+    def _prune(
+        collection: Collection, states: dict[str, DocumentState], listed: set[str], report: IngestReport
+    ) -> None:
+        """Delete the chunks of documents the source no longer lists."""
         for doc_id, state in states.items():
             if doc_id not in listed:
                 collection.delete_ids(state.ids)
                 report.documents_deleted += 1
-        if report.errors:
-            log.warning("%s: %d document(s) failed and kept their previous chunks", name, len(report.errors))
 
     def _prepare(self, doc: Document, chunker: LineChunker, previous: DocumentState | None) -> _Pending:
         text, redactions = redact(doc.text)
