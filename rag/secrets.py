@@ -49,9 +49,10 @@ def _token_patterns() -> tuple[re.Pattern[str], ...]:
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
     patterns: list[re.Pattern[str]] = []
-    for detector in get_mapping_from_secret_type_to_class().values():
+    detectors: dict[str, Any] = dict(get_mapping_from_secret_type_to_class())
+    for detector in detectors.values():
         if detector.__name__ in TOKEN_DETECTORS:
-            patterns.extend(detector().denylist)  # type: ignore[misc]
+            patterns.extend(detector().denylist)
     return tuple(patterns)
 
 
