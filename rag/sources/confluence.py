@@ -171,6 +171,7 @@ class ConfluenceClient:
         url = self.url_for(path)
         shown = urlsplit(url).path
         started = time.monotonic()
+        waited = 0.0
         attempt = 0
         while True:
             attempt += 1
@@ -191,14 +192,16 @@ class ConfluenceClient:
                     wait = min(retry_after, self.retry.retry_after_cap)
                 else:
                     wait = self.retry.backoff(attempt)
-            elapsed = time.monotonic() - started
-            if attempt >= self.retry.max_attempts or elapsed + wait > self.retry.max_seconds:
+            # Time spent so far: the clock, or the waits asked for if sleep does not really sleep.
+            spent = max(time.monotonic() - started, waited)
+            if attempt >= self.retry.max_attempts or spent + wait > self.retry.max_seconds:
                 raise SourceError(
                     f"Confluence request to {shown} failed after {attempt} attempt(s) "
-                    f"over {elapsed:.0f}s: {problem}"
+                    f"over {spent:.0f}s: {problem}"
                 )
             log.warning("Confluence %s: %s; retrying in %.1fs (attempt %d)", shown, problem, wait, attempt)
             self.sleep(wait)
+            waited += wait
 
     def _decode(self, response: Any, shown: str) -> dict[str, Any]:
         status = response.status_code

@@ -144,12 +144,12 @@ def storage_to_markdown(xhtml: str, *, resolve_user: UserResolver | None = None)
         return ""
     parsed = parse_storage(xhtml)
     renderer = _Renderer(parsed.prefixes, resolve_user)
-    blocks = renderer.container(parsed.root)
-    return "\n\n".join(b for b in blocks if b.strip()).strip("\n") + "\n"
+    text = "\n\n".join(b for b in renderer.container(parsed.root) if b.strip()).strip("\n")
+    return text + "\n" if text else ""
 
 
 def _collapse(text: str) -> str:
-    return re.sub(r"[ \t\r\n\f\v]+", " ", text)
+    return re.sub(r"[ \t\r\n\f\v\u00a0]+", " ", text)  # &nbsp; is a space to a reader
 
 
 def _fence_for(code: str) -> str:
@@ -229,7 +229,8 @@ class _Renderer:
     def container(self, el: Any) -> list[str]:
         """The blocks of an element holding a mix of text, inline elements and blocks."""
         blocks: list[str] = []
-        inline: list[str] = [el.text or ""]
+        # Newlines in the source are whitespace; only <br/> (rendered as "\n") breaks a line.
+        inline: list[str] = [_collapse(el.text or "")]
 
         def flush() -> None:
             paragraph = self.paragraph("".join(inline))
@@ -243,7 +244,7 @@ class _Renderer:
                 blocks.extend(b for b in self.block(child) if b.strip())
             else:
                 inline.append(self.inline(child))
-            inline.append(child.tail or "")
+            inline.append(_collapse(child.tail or ""))
         flush()
         return blocks
 

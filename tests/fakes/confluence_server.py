@@ -85,6 +85,7 @@ class FakeConfluence:
         self.users: dict[str, str] = {}  # userkey or accountId → display name
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
+        self.delay = 0.0  # seconds before every answer (timeouts)
         self._next_id = 10_000
         self._clock = 1_700_000_000.0
         self._lock = threading.Lock()
@@ -173,7 +174,9 @@ class FakeConfluence:
                 fake._handle(self)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -211,6 +214,8 @@ class FakeConfluence:
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         record = Request(parts.path, params)
         self.requests.append(record)
+        if self.delay:
+            time.sleep(self.delay)
 
         def reply(status: int, data: Any, headers: dict[str, str] | None = None) -> None:
             record.status = status
