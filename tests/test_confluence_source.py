@@ -336,3 +336,21 @@ def test_invalid_settings_are_reported_before_any_request(
     with pytest.raises(ConfigError, match=message):
         make_source(fake, **overrides).prepare()
     assert fake.requests == []
+
+
+def test_settings_read_several_space_keys_from_the_environment(
+    fake: FakeConfluence, space: SeededSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.config import load_settings
+
+    fake.add_space("OPS", "Operations")
+    monkeypatch.setenv("CONFLUENCE_URL", fake.url)
+    monkeypatch.setenv("CONFLUENCE_SPACE", "ENG, OPS")
+    monkeypatch.setenv("CONFLUENCE_TOKEN", TOKEN)
+    monkeypatch.setenv("CONFLUENCE_INCLUDE_RESTRICTED", "true")
+    settings = load_settings()
+    assert settings.confluence_space == ["ENG", "OPS"]
+    source = ConfluenceSource.from_settings(settings)
+    assert (source.spaces, source.include_restricted, source.token) == (["ENG", "OPS"], True, TOKEN)
+    source.check()
+    assert "ENG, OPS" in source.describe() and TOKEN not in source.describe()

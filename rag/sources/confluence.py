@@ -351,7 +351,7 @@ class ConfluenceSource:
 
     # ----- prepare -----------------------------------------------------------------------
 
-    def prepare(self) -> None:
+    def check(self) -> None:
         """Check the settings, the credentials and that every space exists, before any listing."""
         parts = urlsplit(self.url)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
@@ -380,6 +380,11 @@ class ConfluenceSource:
         for key in self.spaces:
             self._spaces[key] = self._check_space(key)
 
+    def prepare(self) -> None:
+        """Reach Confluence: the same checks as `check()`, done once per source object."""
+        if self._client is None or not self._spaces:
+            self.check()
+
     def _check_space(self, key: str) -> _Space:
         try:
             data = self.client.get(f"rest/api/space/{quote(key, safe='~')}")
@@ -401,8 +406,7 @@ class ConfluenceSource:
 
     def scan(self) -> list[DocumentRef]:
         """Every page of every configured space: id and version only (restricted ones skipped)."""
-        if not self._spaces:
-            self.prepare()
+        self.prepare()
         refs: list[DocumentRef] = []
         self._listed = {}
         self.skipped_restricted = 0
