@@ -133,7 +133,7 @@ class ConfluenceClient:
             timeout=max(1, int(timeout)),
         )
         self.session = api.session
-        self.session.headers.setdefault("Accept", "application/json")
+        self.session.headers["Accept"] = "application/json"
         self._context = urlsplit(self.base_url).path.rstrip("/")
 
     def close(self) -> None:

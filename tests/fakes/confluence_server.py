@@ -96,8 +96,8 @@ class FakeConfluence:
     @property
     def url(self) -> str:
         assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}{CONTEXT}"
+        port = self.server.server_address[1]
+        return f"http://127.0.0.1:{port}{CONTEXT}"
 
     def _tick(self) -> float:
         self._clock += 60
