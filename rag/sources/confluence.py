@@ -377,8 +377,7 @@ class ConfluenceSource:
             sleep=self.sleep,
         )
         self._spaces = {}
-        for key in self.spaces:
-            self._spaces[key] = self._check_space(key)
+        self._spaces = {key: self._check_space(key) for key in dict.fromkeys(self.spaces)}
 
     def prepare(self) -> None:
         """Reach Confluence: the same checks as `check()`, done once per source object."""
