@@ -1,8 +1,5 @@
 """Realistic storage-format pages and a seeded fake space, shared by the Confluence tests."""
 
-# Storage format as Confluence writes it: long lines are part of the realism.
-# ruff: noqa: E501
-
 from __future__ import annotations
 
 from dataclasses import dataclass

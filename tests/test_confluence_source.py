@@ -354,3 +354,17 @@ def test_settings_read_several_space_keys_from_the_environment(
     assert (source.spaces, source.include_restricted, source.token) == (["ENG", "OPS"], True, TOKEN)
     source.check()
     assert "ENG, OPS" in source.describe() and TOKEN not in source.describe()
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "/rest/api/content/search?cql=x&start=25",  # relative to _links.base (Data Center, Cloud)
+        "/wiki/rest/api/content/search?cql=x&start=25",  # context path included
+        "https://internal-name:8090/wiki/rest/api/content/search?cql=x&start=25",  # a proxy's inside name
+    ],
+)
+def test_next_links_resolve_against_the_configured_base_keeping_the_context_path(link: str) -> None:
+    client = ConfluenceClient("https://example.com/wiki", username="u", password="p")
+    links = {"base": "https://internal-name:8090/wiki", "context": "/wiki"}
+    assert client.next_url(link, links) == "https://example.com/wiki/rest/api/content/search?cql=x&start=25"
