@@ -1,0 +1,529 @@
+"""Confluence storage format (XHTML with `ac:`/`ri:` elements) → Markdown-like text.
+
+The output keeps what a reader (and the heading-aware chunker) needs: `#` headings, lists,
+tables as one row per line, links with their target, `@name` mentions, code macros as
+fenced blocks with their language and exact whitespace, and the text of panels.
+"""
+
+from __future__ import annotations
+
+import html.entities
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+#: resolve_user({"userkey": ..., "account-id": ..., "username": ...}) → display name or None
+UserResolver = Callable[[dict[str, str]], str | None]
+
+# Storage format declares no namespaces; these are the URIs Confluence itself uses.
+KNOWN_NAMESPACES = {
+    "ac": "http://atlassian.com/content",
+    "ri": "http://atlassian.com/resource/identifier",
+    "at": "http://atlassian.com/template",
+}
+XML_ENTITIES = {"amp", "lt", "gt", "quot", "apos"}
+PREFIX_RE = re.compile(r"</?([A-Za-z][\w.-]*):[\w.-]+|\s([A-Za-z][\w.-]*):[\w.-]+\s*=")
+ENTITY_RE = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
+
+BLOCK_TAGS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "table",
+    "pre",
+    "blockquote",
+    "hr",
+    "dl",
+    "ac:layout",
+    "ac:layout-section",
+    "ac:layout-cell",
+    "ac:task-list",
+    "ac:rich-text-body",
+    "ac:adf-extension",
+    "ac:adf-node",
+    "ac:adf-content",
+}
+# Macros that sit inside a line of text rather than forming a block of their own.
+INLINE_MACROS = {"status", "jira", "anchor", "emoticon", "mention", "cheese", "view-file"}
+# Macros that show other content or navigation: nothing of their own to index.
+SILENT_MACROS = {
+    "toc",
+    "toc-zone",
+    "children",
+    "pagetree",
+    "pagetreesearch",
+    "recently-updated",
+    "contentbylabel",
+    "content-report-table",
+    "livesearch",
+    "search",
+    "blog-posts",
+    "attachments",
+    "gallery",
+    "anchor",
+    "create-from-template",
+    "contributors",
+    "page-index",
+    "space-details",
+    "popular-labels",
+    "related-labels",
+    "recently-used-labels",
+    "listlabels",
+}
+PANEL_LABELS = {
+    "info": "Info",
+    "note": "Note",
+    "warning": "Warning",
+    "tip": "Tip",
+    "error": "Error",
+    "success": "Success",
+}
+CODE_MACROS = {"code", "noformat", "code-block", "sourcecode"}
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    root: Any
+    prefixes: dict[str, str]  # namespace URI → prefix
+
+
+def _declare_namespaces(xhtml: str) -> dict[str, str]:
+    prefixes: dict[str, str] = {}
+    for match in PREFIX_RE.finditer(xhtml):
+        prefix = match.group(1) or match.group(2)
+        if prefix and prefix not in {"xml", "xmlns"}:
+            prefixes[prefix] = KNOWN_NAMESPACES.get(prefix, f"urn:confluence-storage:{prefix}")
+    for prefix, uri in KNOWN_NAMESPACES.items():
+        prefixes.setdefault(prefix, uri)
+    return prefixes
+
+
+def _numeric_entities(xhtml: str) -> str:
+    """HTML named entities (&nbsp; &rsquo; …) are not XML: turn them into character references."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in XML_ENTITIES:
+            return match.group(0)
+        codepoint = html.entities.name2codepoint.get(name)
+        return f"&#{codepoint};" if codepoint is not None else f"&amp;{name};"
+
+    return ENTITY_RE.sub(replace, xhtml)
+
+
+def parse_storage(xhtml: str) -> _Parsed:
+    """Parse a storage-format fragment; strict XML first, lxml's recovering parser if that fails."""
+    from lxml import etree
+
+    namespaces = _declare_namespaces(xhtml)
+    declarations = " ".join(f'xmlns:{p}="{uri}"' for p, uri in sorted(namespaces.items()))
+    document = f"<storage-root {declarations}>{_numeric_entities(xhtml)}</storage-root>"
+    options: dict[str, Any] = {"resolve_entities": False, "no_network": True, "load_dtd": False}
+    try:
+        root = etree.fromstring(document.encode("utf-8"), etree.XMLParser(**options))
+    except etree.XMLSyntaxError:
+        root = etree.fromstring(document.encode("utf-8"), etree.XMLParser(recover=True, **options))
+        if root is None:
+            raise ValueError("the page body is not well-formed storage format") from None
+    return _Parsed(root, {uri: prefix for prefix, uri in namespaces.items()})
+
+
+def storage_to_markdown(xhtml: str, *, resolve_user: UserResolver | None = None) -> str:
+    """Convert a page body in storage format to Markdown-like text."""
+    if not xhtml or not xhtml.strip():
+        return ""
+    parsed = parse_storage(xhtml)
+    renderer = _Renderer(parsed.prefixes, resolve_user)
+    text = "\n\n".join(b for b in renderer.container(parsed.root) if b.strip()).strip("\n")
+    return text + "\n" if text else ""
+
+
+def _collapse(text: str) -> str:
+    return re.sub(r"[ \t\r\n\f\v\u00a0]+", " ", text)  # &nbsp; is a space to a reader
+
+
+def _fence_for(code: str) -> str:
+    longest = max((len(m) for m in re.findall(r"`{3,}", code)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def _indent(text: str, first: str, rest: str) -> str:
+    """Prefix the first line with `first` and the others with `rest`, leaving fenced code as is."""
+    out: list[str] = []
+    fence: str | None = None
+    for i, line in enumerate(text.split("\n")):
+        if fence is not None:
+            out.append(line)
+            if line.strip() == fence:
+                fence = None
+            continue
+        stripped = line.lstrip()
+        if stripped.startswith("```"):
+            fence = re.match(r"`+", stripped).group(0)  # type: ignore[union-attr]
+            out.append(first + line if i == 0 else line)
+            continue
+        out.append((first if i == 0 else rest) + line if line or i == 0 else line)
+    return "\n".join(out)
+
+
+class _Renderer:
+    def __init__(self, prefixes: dict[str, str], resolve_user: UserResolver | None) -> None:
+        self.prefixes = prefixes
+        self.resolve_user = resolve_user
+
+    # ----- names ---------------------------------------------------------------------
+
+    def name(self, el: Any) -> str:
+        tag = el.tag
+        if not isinstance(tag, str):
+            return ""  # comment or processing instruction
+        if tag.startswith("{"):
+            uri, local = tag[1:].split("}", 1)
+            prefix = self.prefixes.get(uri)
+            return f"{prefix}:{local}" if prefix else local
+        return tag.lower()
+
+    def attr(self, el: Any, name: str, default: str = "") -> str:
+        if ":" in name:
+            prefix, local = name.split(":", 1)
+            uri = next((u for u, p in self.prefixes.items() if p == prefix), None)
+            if uri is not None:
+                value = el.get(f"{{{uri}}}{local}")
+                if value is not None:
+                    return str(value)
+        value = el.get(name)
+        return str(value) if value is not None else default
+
+    def children(self, el: Any, name: str) -> list[Any]:
+        return [c for c in el if self.name(c) == name]
+
+    def macro_name(self, el: Any) -> str:
+        return self.attr(el, "ac:name").lower()
+
+    def parameter(self, macro: Any, name: str) -> str:
+        for child in macro:
+            if self.name(child) == "ac:parameter" and self.attr(child, "ac:name") == name:
+                return _collapse("".join(child.itertext())).strip()
+        return ""
+
+    def is_block(self, el: Any) -> bool:
+        name = self.name(el)
+        if name in BLOCK_TAGS:
+            return True
+        if name == "ac:structured-macro" or name == "ac:macro":
+            return self.macro_name(el) not in INLINE_MACROS
+        return False
+
+    # ----- blocks ----------------------------------------------------------------------
+
+    def container(self, el: Any) -> list[str]:
+        """The blocks of an element holding a mix of text, inline elements and blocks."""
+        blocks: list[str] = []
+        # Newlines in the source are whitespace; only <br/> (rendered as "\n") breaks a line.
+        inline: list[str] = [_collapse(el.text or "")]
+
+        def flush() -> None:
+            paragraph = self.paragraph("".join(inline))
+            if paragraph:
+                blocks.append(paragraph)
+            inline.clear()
+
+        for child in el:
+            if self.name(child) and self.is_block(child):
+                flush()
+                blocks.extend(b for b in self.block(child) if b.strip())
+            else:
+                inline.append(self.inline(child))
+            inline.append(_collapse(child.tail or ""))
+        flush()
+        return blocks
+
+    @staticmethod
+    def paragraph(text: str) -> str:
+        lines = [re.sub(r" {2,}", " ", line).strip() for line in text.split("\n")]
+        return "\n".join(line for line in lines if line)
+
+    def block(self, el: Any) -> list[str]:
+        name = self.name(el)
+        if re.fullmatch(r"h[1-6]", name):
+            title = self.paragraph(self.inline_children(el)).replace("\n", " ")
+            return [f"{'#' * int(name[1])} {title}"] if title else []
+        if name in {"ul", "ol"}:
+            return [self.list_block(el, ordered=name == "ol")]
+        if name == "ac:task-list":
+            return [self.task_list(el)]
+        if name == "table":
+            return [self.table(el)]
+        if name == "pre":
+            code = "".join(el.itertext())
+            return [self.fenced(code, "")]
+        if name == "blockquote":
+            inner = "\n\n".join(self.container(el))
+            return ["\n".join(f"> {line}" if line else ">" for line in inner.split("\n"))]
+        if name == "hr":
+            return []
+        if name == "dl":
+            return self.definition_list(el)
+        if name in {"ac:structured-macro", "ac:macro"}:
+            return self.macro(el)
+        return self.container(el)
+
+    def fenced(self, code: str, language: str) -> str:
+        fence = _fence_for(code)
+        body = code if code.endswith("\n") else code + "\n"
+        return f"{fence}{language}\n{body}{fence}"
+
+    def list_block(self, el: Any, *, ordered: bool) -> str:
+        items: list[str] = []
+        try:
+            number = int(el.get("start") or 1)
+        except ValueError:
+            number = 1
+        for li in el:
+            if self.name(li) != "li":
+                continue
+            marker = f"{number}. " if ordered else "- "
+            number += 1
+            body = "\n".join(self.container(li)) or ""
+            items.append(_indent(body, marker, " " * len(marker)))
+        return "\n".join(items)
+
+    def task_list(self, el: Any) -> str:
+        items: list[str] = []
+        for task in self.children(el, "ac:task"):
+            status = ""
+            body_blocks: list[str] = []
+            for part in task:
+                part_name = self.name(part)
+                if part_name == "ac:task-status":
+                    status = "".join(part.itertext()).strip()
+                elif part_name == "ac:task-body":
+                    body_blocks = self.container(part)
+            box = "[x]" if status == "complete" else "[ ]"
+            items.append(_indent("\n".join(body_blocks), f"- {box} ", "  "))
+        return "\n".join(items)
+
+    def table(self, el: Any) -> str:
+        rows: list[str] = []
+        for i, tr in enumerate(self.table_rows(el)):
+            cells = [c for c in tr if self.name(c) in {"td", "th"}]
+            if not cells:
+                continue
+            texts = [self.cell(c) for c in cells]
+            rows.append("| " + " | ".join(texts) + " |")
+            if i == 0 and all(self.name(c) == "th" for c in cells):
+                rows.append("|" + "|".join(" --- " for _ in cells) + "|")
+        return "\n".join(rows)
+
+    def table_rows(self, table: Any) -> Iterable[Any]:
+        for child in table:
+            name = self.name(child)
+            if name == "tr":
+                yield child
+            elif name in {"thead", "tbody", "tfoot"}:
+                yield from (r for r in child if self.name(r) == "tr")
+
+    def cell(self, el: Any) -> str:
+        text = " ".join(block.replace("\n", " ") for block in self.container(el))
+        return re.sub(r" {2,}", " ", text).strip().replace("|", "\\|")
+
+    def definition_list(self, el: Any) -> list[str]:
+        lines: list[str] = []
+        for child in el:
+            text = " ".join(self.container(child)).replace("\n", " ")
+            if self.name(child) == "dt":
+                lines.append(f"**{text}**")
+            elif self.name(child) == "dd":
+                lines.append(f": {text}")
+        return ["\n".join(lines)] if lines else []
+
+    def macro(self, el: Any) -> list[str]:
+        name = self.macro_name(el)
+        if name in CODE_MACROS:
+            return self.code_macro(el)
+        if name in SILENT_MACROS:
+            return []
+        if name in {"include", "excerpt-include"}:
+            target = self.link_target(el)
+            return [f"(includes {target})"] if target else []
+        body = next((c for c in el if self.name(c) == "ac:rich-text-body"), None)
+        plain = next((c for c in el if self.name(c) == "ac:plain-text-body"), None)
+        title = self.parameter(el, "title")
+        blocks: list[str] = []
+        if name in PANEL_LABELS:
+            label = f"**{PANEL_LABELS[name]}:**"
+            blocks.append(f"{label} {title}" if title else label)
+        elif title:
+            blocks.append(f"**{title}**")
+        if body is not None:
+            blocks.extend(self.container(body))
+        elif plain is not None:
+            text = "".join(plain.itertext())
+            if text.strip():
+                blocks.append(text.strip("\n"))
+        else:
+            inline = self.inline_macro(el)
+            if inline:
+                blocks.append(inline)
+        return blocks
+
+    def code_macro(self, el: Any) -> list[str]:
+        language = self.parameter(el, "language").lower() if self.macro_name(el) != "noformat" else ""
+        language = re.sub(r"[^\w+#.-]", "", language)
+        plain = next((c for c in el if self.name(c) == "ac:plain-text-body"), None)
+        code = "".join(plain.itertext()) if plain is not None else ""
+        blocks = []
+        title = self.parameter(el, "title")
+        if title:
+            blocks.append(f"**{title}**")
+        if code.strip():
+            blocks.append(self.fenced(code, language))
+        return blocks
+
+    # ----- inline ----------------------------------------------------------------------
+
+    def inline_children(self, el: Any) -> str:
+        parts = [_collapse(el.text or "")]
+        for child in el:
+            parts.append(self.inline(child))
+            parts.append(_collapse(child.tail or ""))
+        return "".join(parts)
+
+    def inline(self, el: Any) -> str:
+        name = self.name(el)
+        if not name:
+            return ""
+        if name == "br":
+            return "\n"
+        if name in {"strong", "b"}:
+            inner = self.inline_children(el).strip()
+            return f"**{inner}**" if inner else ""
+        if name in {"em", "i"}:
+            inner = self.inline_children(el).strip()
+            return f"*{inner}*" if inner else ""
+        if name in {"s", "del", "strike"}:
+            inner = self.inline_children(el).strip()
+            return f"~~{inner}~~" if inner else ""
+        if name == "code":
+            inner = _collapse("".join(el.itertext()))
+            return f"`{inner}`" if inner.strip() else ""
+        if name == "a":
+            return self.anchor(el)
+        if name == "ac:link":
+            return self.ac_link(el)
+        if name == "ac:image":
+            return self.image(el)
+        if name == "ac:emoticon":
+            return ""
+        if name == "time":
+            return self.attr(el, "datetime") or self.inline_children(el)
+        if name in {"ac:structured-macro", "ac:macro"}:
+            return self.inline_macro(el)
+        if name in {"ac:placeholder", "ac:parameter"}:
+            return ""
+        if name.startswith("ri:"):
+            return ""
+        if self.is_block(el):
+            return " " + " ".join(b.replace("\n", " ") for b in self.block(el)) + " "
+        return self.inline_children(el)
+
+    def anchor(self, el: Any) -> str:
+        text = self.paragraph(self.inline_children(el)).replace("\n", " ")
+        href = self.attr(el, "href")
+        if not href or href.startswith("#"):
+            return text
+        if not text or text == href:
+            return f"<{href}>"
+        return f"[{text}]({href})"
+
+    def link_body(self, el: Any) -> str:
+        for child in el:
+            name = self.name(child)
+            if name == "ac:plain-text-link-body":
+                return _collapse("".join(child.itertext())).strip()
+            if name == "ac:link-body":
+                return self.paragraph(self.inline_children(child)).replace("\n", " ")
+        return ""
+
+    def link_target(self, el: Any) -> str:
+        """A human label of what an `ac:link` (or include macro) points to."""
+        for child in el.iter():
+            name = self.name(child)
+            if name == "ri:page":
+                title = self.attr(child, "ri:content-title")
+                space = self.attr(child, "ri:space-key")
+                label = f"{space}: {title}" if space and title else title
+                return f"page: {label}" if label else ""
+            if name == "ri:blog-post":
+                return f"blog post: {self.attr(child, 'ri:content-title')}"
+            if name == "ri:attachment":
+                return f"attachment: {self.attr(child, 'ri:filename')}"
+            if name == "ri:url":
+                return self.attr(child, "ri:value")
+            if name == "ri:space":
+                return f"space: {self.attr(child, 'ri:space-key')}"
+            if name == "ri:content-entity":
+                return f"content: {self.attr(child, 'ri:content-id')}"
+        return ""
+
+    def ac_link(self, el: Any) -> str:
+        user = next((c for c in el if self.name(c) == "ri:user"), None)
+        if user is not None:
+            return self.mention(user, self.link_body(el))
+        text = self.link_body(el)
+        target = self.link_target(el)
+        anchor = self.attr(el, "ac:anchor")
+        if not target:
+            return text or (f"#{anchor}" if anchor else "")
+        if target.startswith("page: ") and not text:
+            return f"[{target[len('page: ') :]}]"
+        if not text:
+            return f"[{target}]"
+        return f"[{text}]({target})"
+
+    def mention(self, user: Any, text: str) -> str:
+        ids = {
+            key: self.attr(user, f"ri:{key}")
+            for key in ("userkey", "account-id", "username", "local-id")
+            if self.attr(user, f"ri:{key}")
+        }
+        name = None
+        if self.resolve_user is not None and ids:
+            name = self.resolve_user(ids)
+        name = name or text.lstrip("@") or ids.get("username") or "unknown user"
+        return f"@{name}"
+
+    def image(self, el: Any) -> str:
+        alt = self.attr(el, "ac:alt") or self.attr(el, "ac:title")
+        target = next((c for c in el if self.name(c) in {"ri:attachment", "ri:url"}), None)
+        source = ""
+        if target is not None:
+            source = self.attr(target, "ri:filename") or self.attr(target, "ri:value")
+        label = alt or source
+        return f"[image: {label}]" if label else ""
+
+    def inline_macro(self, el: Any) -> str:
+        name = self.macro_name(el)
+        if name == "status":
+            title = self.parameter(el, "title") or self.parameter(el, "colour")
+            return f"[{title.upper()}]" if title else ""
+        if name == "jira":
+            key = self.parameter(el, "key")
+            return key or ""
+        if name == "view-file":
+            target = self.link_target(el)
+            return f"[{target}]" if target else ""
+        if name in SILENT_MACROS or name in CODE_MACROS:
+            return ""
+        body = next((c for c in el if self.name(c) in {"ac:rich-text-body", "ac:plain-text-body"}), None)
+        return self.inline_children(body) if body is not None else ""
