@@ -201,6 +201,9 @@ def create_app(
         )
         return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
 
+    status_cache: dict[str, Any] = {}
+    status_lock = threading.Lock()
+
     def run_ingest(target: SourceName, full: bool) -> JSONResponse:
         from rag.ingest import resolve_targets
 
@@ -213,6 +216,9 @@ def create_app(
             raise Problem(400, str(e)) from e
         except RagError as e:
             raise Problem(503, str(e)) from e
+        finally:
+            with status_lock:
+                status_cache.clear()
         if not reports:  # cancelled by shutdown before it began
             raise Problem(503, "the server is shutting down")
         report = reports[0]
@@ -248,9 +254,6 @@ def create_app(
             raise Problem(503, str(e)) from e
         memory.add(body.query.strip(), answer.text)
         return answer.to_json()
-
-    status_cache: dict[str, Any] = {}
-    status_lock = threading.Lock()
 
     @app.get("/healthz", summary="Liveness and index status (no token needed)")
     def healthz() -> JSONResponse:
