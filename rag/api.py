@@ -176,12 +176,15 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type")}
-            for e in exc.errors()
-        ]
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ())]
+            msg = str(e.get("msg", "invalid value")).removeprefix("Value error, ")
+            if e.get("type") == "json_invalid":
+                loc, msg = ["body"], "invalid JSON"
+            errors.append({"loc": loc, "msg": msg, "type": e.get("type")})
         message = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors
+            f"{'.'.join(p for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in errors
         )
         return JSONResponse({"detail": message or "invalid request", "errors": errors}, status_code=422)
 

@@ -187,6 +187,7 @@ def test_malformed_json_is_422(api: dict[str, Any]) -> None:
         "/query", content=b"{not json", headers={**auth(), "Content-Type": "application/json"}
     )
     assert response.status_code == 422
+    assert response.json()["detail"] == "body: invalid JSON"
     assert "Traceback" not in response.text
 
 
