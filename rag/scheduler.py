@@ -394,7 +394,8 @@ def run_worker(settings: Settings, service: RagService) -> None:
         raise ConfigError(
             "INGEST_INTERVAL_MINUTES is 0 and INGEST_CRON is unset: the worker has nothing to do"
         )
-    resolve_targets(settings, "all")
+    # Configuration problems stop the worker now (exit 2), not an hour from now in a log line.
+    service.ingestor.preflight(resolve_targets(settings, "all"))
     with shutdown_signals() as stop:
         handle = start_scheduler(settings, service, role="worker")
         if not handle.running:
