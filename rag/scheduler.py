@@ -289,13 +289,15 @@ def start_scheduler(
     *,
     role: str = "run",
     trigger: BaseTrigger | None = None,
+    preflight: bool = False,
 ) -> SchedulerHandle:
     """Start the periodic ingest in background threads; returns at once.
 
     Raises ConfigError for an invalid INGEST_CRON. Returns an idle handle (with
     `idle_reason`) when the schedule is disabled, no source is configured, or another
     scheduler on this host holds the scheduler lock. `trigger` replaces the configured one
-    (tests use short intervals).
+    (tests use short intervals). With `preflight`, the sources, model and store are checked
+    once the lock is held: a configuration error is raised before any job runs.
     """
     from apscheduler.events import (
         EVENT_JOB_ERROR,
@@ -321,6 +323,12 @@ def start_scheduler(
         reason = f"another scheduler is already running on this host ({holder})"
         log.warning("periodic ingest not started here: %s", reason)
         return SchedulerHandle(settings, service, role=role, idle_reason=reason)
+    if preflight:
+        try:
+            service.ingestor.preflight(settings.configured_sources())
+        except BaseException:
+            lock.release()
+            raise
 
     scheduler = BackgroundScheduler(
         timezone=UTC,  # a cron trigger carries the host's local zone itself
@@ -394,10 +402,11 @@ def run_worker(settings: Settings, service: RagService) -> None:
         raise ConfigError(
             "INGEST_INTERVAL_MINUTES is 0 and INGEST_CRON is unset: the worker has nothing to do"
         )
-    # Configuration problems stop the worker now (exit 2), not an hour from now in a log line.
-    service.ingestor.preflight(resolve_targets(settings, "all"))
+    resolve_targets(settings, "all")
     with shutdown_signals() as stop:
-        handle = start_scheduler(settings, service, role="worker")
+        # Preflight (after the lock, so a second worker leaves without touching the store):
+        # configuration problems stop the worker now with exit 2, not in an hour in a log line.
+        handle = start_scheduler(settings, service, role="worker", preflight=True)
         if not handle.running:
             raise SchedulerBusyError(handle.idle_reason or "the scheduler did not start")
         try:

@@ -49,8 +49,11 @@ def runs(base: Path) -> list[tuple[str, str, int]]:
     db = base / "data" / "state.sqlite3"
     if not db.exists():
         return []
-    with sqlite3.connect(db) as conn:
-        return list(conn.execute("SELECT source, trigger, ok FROM runs ORDER BY id"))
+    try:
+        with sqlite3.connect(db) as conn:
+            return list(conn.execute("SELECT source, trigger, ok FROM runs ORDER BY id"))
+    except sqlite3.OperationalError:  # the worker has created the file but not the table yet
+        return []
 
 
 def make_repo(base: Path) -> None:
@@ -175,3 +178,17 @@ def test_worker_with_a_bad_cron_names_the_setting(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "INGEST_CRON" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_worker_with_a_missing_repository_names_the_setting(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "worker"],
+        cwd=tmp_path,
+        env=ragbot_env(tmp_path),  # CODE_REPO_PATH points at a directory that does not exist
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "CODE_REPO_PATH" in result.stderr
+    assert not (tmp_path / "data" / "scheduler.json").exists()
