@@ -366,6 +366,17 @@ def start_scheduler(
     return handle
 
 
+def start_for_bot(settings: Settings, service: RagService) -> SchedulerHandle:
+    """`ragbot run`: the periodic ingest in the background unless RAGBOT_SCHEDULER=off.
+
+    Call `handle.shutdown()` when the bot stops (SIGTERM/SIGINT).
+    """
+    if settings.ragbot_scheduler == "off":
+        log.info("periodic ingest is off in this process (RAGBOT_SCHEDULER=off)")
+        return SchedulerHandle(settings, service, role="run", idle_reason="RAGBOT_SCHEDULER=off")
+    return start_scheduler(settings, service, role="run")
+
+
 @contextmanager
 def shutdown_signals() -> Iterator[threading.Event]:
     """An event set by the first SIGTERM/SIGINT; a second signal gets the default behaviour."""

@@ -25,6 +25,7 @@ from rag.scheduler import (
     crontab_day_of_week,
     read_record,
     scheduler_status,
+    start_for_bot,
     start_scheduler,
 )
 from rag.service import RagService
@@ -307,3 +308,20 @@ def test_shutdown_interrupts_the_ingest_in_flight(
     states = collection.document_states() if collection is not None else {}
     assert len(states) < 200
     assert all(state.complete for state in states.values())
+
+
+def test_bot_replicas_with_the_scheduler_off_start_none(
+    make_settings: Any, service_for: Callable[[Settings], RagService], tmp_path: Path
+) -> None:
+    (tmp_path / "repo").mkdir()
+    off = make_settings(ragbot_scheduler="off")
+    handle = start_for_bot(off, service_for(off))
+    assert not handle.running and handle.idle_reason == "RAGBOT_SCHEDULER=off"
+    with IngestLock(off.ragbot_data_dir, name="scheduler"):  # nobody took the scheduler lock
+        pass
+    on = make_settings()
+    handle = start_for_bot(on, service_for(on))
+    try:
+        assert handle.running and handle.next_run_time() is not None
+    finally:
+        handle.shutdown()
