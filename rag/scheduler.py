@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -146,6 +146,7 @@ class SchedulerHandle:
         self.stats = {"runs": 0, "skipped": 0, "failed": 0}
         self._stopping = threading.Event()
         self._record_lock = threading.Lock()
+        self._startup_done = False
 
     @property
     def running(self) -> bool:
@@ -196,22 +197,21 @@ class SchedulerHandle:
         self._ingest(self.settings.configured_sources(), reason="scheduled")
 
     def _startup(self) -> None:
-        """Ingest at start-up the configured sources whose index is empty."""
+        """Ingest at start-up the configured sources whose index is empty.
+
+        Runs every STARTUP_RETRY_SECONDS until the store could be checked once (in compose
+        the store may start after us), then does nothing: no job ever edits the scheduler,
+        which could deadlock with a concurrent shutdown.
+        """
         assert self.service is not None
+        if self._startup_done:
+            return
         try:
             empty = empty_sources(self.settings, self.service)
         except StoreError as e:
-            # In compose the store may start after us: look again shortly instead of waiting an hour.
             log.warning("cannot check the index at start-up (%s); retrying in %d s", e, STARTUP_RETRY_SECONDS)
-            if self.scheduler is not None and not self._stopping.is_set():
-                self.scheduler.add_job(
-                    self._startup,
-                    "date",
-                    run_date=datetime.now(UTC) + timedelta(seconds=STARTUP_RETRY_SECONDS),
-                    id=STARTUP_JOB,
-                    replace_existing=True,
-                )
             return
+        self._startup_done = True
         if empty:
             self._ingest(empty, reason="start-up (empty index)")
 
@@ -338,7 +338,12 @@ def start_scheduler(
     try:
         scheduler.add_job(handle._periodic, trigger, id=INGEST_JOB, name="periodic ingest")
         scheduler.add_job(
-            handle._startup, "date", run_date=datetime.now(UTC), id=STARTUP_JOB, name="start-up ingest"
+            handle._startup,
+            "interval",
+            seconds=STARTUP_RETRY_SECONDS,
+            next_run_time=datetime.now(UTC),
+            id=STARTUP_JOB,
+            name="start-up ingest",
         )
         scheduler.add_job(
             handle._write_record,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -325,3 +326,38 @@ def test_bot_replicas_with_the_scheduler_off_start_none(
         assert handle.running and handle.next_run_time() is not None
     finally:
         handle.shutdown()
+
+
+@pytest.mark.slow
+def test_start_up_ingest_waits_for_a_store_that_starts_later(
+    git_repo: Any,
+    make_settings: Any,
+    service_for: Callable[[Settings], RagService],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import rag.scheduler
+    from tests.servers import ChromaServer, free_port
+
+    monkeypatch.setattr(rag.scheduler, "STARTUP_RETRY_SECONDS", 0.5)
+    repo = git_repo({"app.py": "def hello():\n    return 'hi'\n"})
+    port = free_port()
+    settings = make_settings(code_repo_path=repo, chroma_host="127.0.0.1", chroma_port=port)
+    service = service_for(settings)
+    chroma = ChromaServer(tmp_path / "chroma-server", port=port)
+    with caplog.at_level(logging.WARNING, logger="rag.scheduler"):
+        handle = start_scheduler(settings, service, trigger=IntervalTrigger(hours=1))
+        try:
+            wait_for(
+                lambda: sum("cannot check the index" in r.getMessage() for r in caplog.records) >= 2,
+                what="start-up retries while the store is down",
+            )
+            assert scheduler_runs(service) == []
+            chroma.start()
+            wait_for(lambda: scheduler_runs(service), what="the start-up ingest once the store is up")
+            assert scheduler_runs(service)[0]["ok"]
+            assert service.status()["sources"]["code"]["documents"] == 1
+        finally:
+            handle.shutdown()
+            chroma.stop()
