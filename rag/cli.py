@@ -261,6 +261,51 @@ def status(
         )
     if data["ingest_running"]:
         typer.echo(f"an ingest is running: {data['ingest_running']}")
+    for name, info in data["sources"].items():
+        last = info["last_run"]
+        if last:
+            typer.echo(
+                f"{name} last run: {last['outcome']} ({last['trigger']}), started {last['started_at']}, "
+                f"{last['seconds'] or 0:.1f}s, {last['documents_added']} added, {last['documents_updated']} "
+                f"updated, {last['documents_deleted']} deleted, {last['chunks_embedded']} chunks embedded"
+                + (f", {last['errors']} document error(s)" if last["errors"] else "")
+                + (f"; error: {last['error']}" if last["error"] else "")
+            )
+    sched = data.get("scheduler") or {}
+    if sched.get("running"):
+        next_run = sched["next_run"] or "not planned"
+        typer.echo(f"scheduler: {sched['schedule']} in {sched['where']}; next run {next_run}")
+    else:
+        typer.echo(f"scheduler: not running here ({sched.get('schedule', 'disabled')})")
+
+
+# ----- worker / serve ---------------------------------------------------------------------------
+
+
+@app.command()
+def worker() -> None:
+    """The periodic re-ingestion scheduler alone (one per deployment when bots are replicated)."""
+    from rag.scheduler import run_worker
+
+    with edge():
+        settings, service = settings_and_service()
+        run_worker(settings, service)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """The HTTP API (POST /ingest_confluence, /ingest_local_code, /query; GET /healthz; docs at /docs)."""
+    from rag.api import serve as serve_api
+    from rag.config import load_settings
+    from rag.logs import configure_logging
+
+    with edge():
+        settings = load_settings()
+        configure_logging(settings)
+        serve_api(settings, host=host, port=port)
 
 
 def main() -> None:

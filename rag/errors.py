@@ -27,3 +27,7 @@ class IngestBusyError(RagError):
     def __init__(self, message: str, holder: dict[str, object] | None = None) -> None:
         super().__init__(message)
         self.holder = holder or {}
+
+
+class IngestCancelled(RagError):
+    """The ingest was interrupted (process shutdown); what was written stays consistent."""

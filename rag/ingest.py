@@ -9,6 +9,7 @@ mix that `document_states` reports as incomplete and the next run rewrites.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 from rag.chunking import LineChunker
 from rag.config import Settings, SourceName
 from rag.embedding import Embedder, EmbedderPool
-from rag.errors import ConfigError, ModelError, RagError, StoreError
+from rag.errors import ConfigError, IngestCancelled, ModelError, RagError, StoreError
 from rag.locking import IngestLock
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
@@ -69,6 +70,19 @@ class Ingestor:
         self.embedders = embedders
         self.source_factory = source_factory
         self.state = StateDB(settings.ragbot_data_dir)
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Interrupt the ingest in flight at the next document boundary (for process shutdown).
+
+        Later ingests of this Ingestor stop at once too. Documents already flushed stay
+        indexed; the ones not yet flushed keep their previous chunks; nothing is pruned.
+        """
+        self._cancelled.set()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise IngestCancelled("ingest interrupted by shutdown; the next run continues")
 
     def lock(self, holder: str) -> IngestLock:
         return IngestLock(self.settings.ragbot_data_dir, holder=holder)
@@ -95,6 +109,8 @@ class Ingestor:
         reports = []
         with self.lock(trigger):
             for name in targets:
+                if self._cancelled.is_set():
+                    break
                 started = time.time()
                 report = self.run_source(name, full=full, progress=progress)
                 self.state.record_run(report, started_at=started, trigger=trigger)
@@ -155,6 +171,7 @@ class Ingestor:
 
         pending: list[_Pending] = []
         for done, item in enumerate(source.load(to_load), start=1):
+            self._check_cancelled()
             if isinstance(item, LoadFailure):
                 report.errors.append({"document": item.doc_id, "error": item.error})
                 log.warning("%s: %s", item.doc_id, item.error)
@@ -169,8 +186,10 @@ class Ingestor:
                 pending = []
             if progress:
                 progress(name, done, len(to_load))
+        self._check_cancelled()
         self._flush(pending, embedder, collection, report)
 
+        self._check_cancelled()  # pruning only after a complete pass
         self._prune(collection, states, {ref.doc_id for ref in refs}, report)
         if report.errors:
             log.warning("%s: %d document(s) failed and kept their previous chunks", name, len(report.errors))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.config import SOURCES, Settings, SourceName
 from rag.embedding import EmbedderPool
@@ -14,6 +14,9 @@ from rag.ingest import Ingestor, Progress
 from rag.models import Answer, IngestReport, Turn
 from rag.retrieval import Retriever
 from rag.store import VectorStore
+
+if TYPE_CHECKING:
+    from rag.scheduler import SchedulerHandle
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,8 @@ class RagService:
         self.ingestor = Ingestor(settings, store=self.store, embedders=self.embedders)
         self.retriever = Retriever(settings, store=self.store, embedders=self.embedders)
         self.answerer = Answerer(settings)
+        #: Set by rag.scheduler.start_scheduler when this process runs the periodic ingest.
+        self.scheduler: SchedulerHandle | None = None
 
     def ask(
         self,
@@ -75,12 +80,17 @@ class RagService:
             info["last_run"] = _run_summary(runs[0]) if runs else None
             sources[name] = info
         holder = self.ingestor.lock("status").current_holder()
+        from rag.scheduler import scheduler_status
+
+        scheduler = scheduler_status(s, self.scheduler)
         return {
             "store": self.store.describe(),
             "configured_sources": s.configured_sources(),
             "sources": sources,
             "ingest_running": holder or None,
             "recent_runs": [_run_summary(r) for r in self.ingestor.state.last_runs(limit=10)],
+            "scheduler": scheduler,
+            "next_scheduled_run": scheduler["next_run"],
         }
 
 
@@ -99,4 +109,7 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
         "chunks_embedded": report.get("chunks_embedded"),
         "errors": len(report.get("errors", [])),
         "error": report.get("error"),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run["started_at"])),
+        "outcome": "failed" if not run["ok"] else ("partial" if report.get("errors") else "ok"),
+        "documents_unchanged": report.get("documents_unchanged"),
     }

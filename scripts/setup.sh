@@ -20,6 +20,10 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
   fi
 fi
+# TORCH_ONLY=1 stops here: the Dockerfile caches torch in its own layer before copying the code.
+if [ "${TORCH_ONLY:-0}" = "1" ]; then
+  exit 0
+fi
 if [ "$DEV" = "1" ]; then
   "${PIP[@]}" -e ".[dev]"
 else
