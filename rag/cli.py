@@ -308,6 +308,29 @@ def serve(
         serve_api(settings, host=host, port=port)
 
 
+# ----- run (the Slack bot) ---------------------------------------------------------------------
+
+
+@app.command()
+def run() -> None:
+    """The Slack bot in Socket Mode, with the periodic re-ingestion scheduler."""
+    from bot.app import SlackBot, validate_slack_settings
+    from rag.config import load_settings
+    from rag.logs import configure_logging
+    from rag.service import RagService
+
+    with edge():
+        settings = load_settings()
+        validate_slack_settings(settings)  # one line, exit 2, before loading any model
+        configure_logging(settings)
+        service = RagService(settings)
+        bot = SlackBot(settings, service)
+        # Scheduler hook: when settings.ragbot_scheduler == "on", start rag.scheduler here
+        # (sharing `service`, so it takes the same single-flight ingest lock) and stop it
+        # after bot.run_forever() returns.
+        bot.run_forever()
+
+
 def main() -> None:
     # Environment defaults that keep the process offline-friendly; set here, not at import.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

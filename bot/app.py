@@ -1,0 +1,187 @@
+"""The Bolt app factory and the Socket Mode runner behind `ragbot run`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+from rag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from slack_sdk import WebClient
+
+    from bot.handlers import Handlers
+    from rag.config import Settings
+    from rag.service import RagService
+
+log = logging.getLogger(__name__)
+
+HTTP_TIMEOUT = 30
+RETRIES = 3
+
+
+def validate_slack_settings(settings: Settings) -> None:
+    """ConfigError naming the first missing or malformed Slack token, before any work starts."""
+    bot, app = settings.slack_bot_token, settings.slack_app_token
+    if not bot:
+        raise ConfigError("SLACK_BOT_TOKEN is not set (the bot token, xoxb-…)")
+    if not bot.startswith("xoxb-"):
+        raise ConfigError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-")
+    if not app:
+        raise ConfigError("SLACK_APP_TOKEN is not set (the app-level token, xapp-…, scope connections:write)")
+    if not app.startswith("xapp-"):
+        raise ConfigError("SLACK_APP_TOKEN must be an app-level token starting with xapp-")
+
+
+def make_web_client(settings: Settings) -> WebClient:
+    """A WebClient on SLACK_API_URL that retries 429s (Retry-After) and dropped connections,
+    and neutralises broadcast mentions in everything it sends."""
+    from slack_sdk import WebClient
+    from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+
+    from bot.safety import neutralise_payload
+
+    class SafeWebClient(WebClient):
+        def api_call(
+            self,
+            api_method: str,
+            *,
+            http_verb: str = "POST",
+            files: dict[str, Any] | None = None,
+            data: dict[str, Any] | None = None,
+            params: dict[str, Any] | None = None,
+            json: dict[str, Any] | None = None,
+            headers: dict[str, str] | None = None,
+            auth: dict[str, str] | None = None,
+        ) -> Any:
+            return super().api_call(
+                api_method,
+                http_verb=http_verb,
+                files=files,
+                data=neutralise_payload(data),
+                params=neutralise_payload(params),
+                json=neutralise_payload(json),
+                headers=headers,
+                auth=auth,
+            )
+
+    base_url = (
+        settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"
+    )
+    return SafeWebClient(
+        token=settings.slack_bot_token,
+        base_url=base_url,
+        timeout=HTTP_TIMEOUT,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=RETRIES),
+            ConnectionErrorRetryHandler(max_retry_count=RETRIES),
+        ],
+    )
+
+
+def create_app(
+    settings: Settings,
+    service: RagService,
+    *,
+    client: WebClient | None = None,
+    identity: dict[str, Any] | None = None,
+    **handler_options: Any,
+) -> App:
+    """A Bolt app with the bot's listeners; `identity` is the auth.test result (fetched if None)."""
+    from slack_bolt import App
+
+    from bot.handlers import Handlers
+    from bot.memory import AnswerLog, SlackState, ThreadMemory
+
+    client = client or make_web_client(settings)
+    if identity is None:
+        identity = dict(client.auth_test().data)  # type: ignore[arg-type]
+    app = App(
+        client=client,
+        token_verification_enabled=False,
+        request_verification_enabled=False,
+        ignoring_self_events_enabled=True,
+        raise_error_for_unhandled_request=False,
+    )
+    state = SlackState(settings.ragbot_data_dir)
+    handlers = Handlers(
+        settings=settings,
+        service=service,
+        client=client,
+        bot_user_id=identity.get("user_id"),
+        bot_id=identity.get("bot_id"),
+        memory=ThreadMemory(state),
+        answers=AnswerLog(state),
+        **handler_options,
+    )
+    handlers.register(app)
+    app.ragbot_handlers = handlers  # type: ignore[attr-defined]  # for shutdown
+    return app
+
+
+class SlackBot:
+    """The Slack bot's lifecycle: validate, connect over Socket Mode, stop cleanly."""
+
+    def __init__(
+        self, settings: Settings, service: RagService, *, ping_interval: float = 5.0, **handler_options: Any
+    ) -> None:
+        validate_slack_settings(settings)
+        self.ping_interval = ping_interval
+        self.settings = settings
+        self.service = service
+        self.handler_options = handler_options
+        self._socket: Any = None
+        self._handlers: Handlers | None = None
+
+    def start(self) -> None:
+        """Connect (returns once the first Socket Mode session is open)."""
+        # The builtin client (Slack's recommended one, no extra dependency) reconnects at once
+        # on a `disconnect` envelope and closes cleanly. It notices a dropped socket only via
+        # its ping monitor (after 5 failed pings, or 4 intervals without a pong), hence the
+        # short ping interval. The websocket-client based handler reconnected faster after a
+        # drop but opened duplicate sessions on `disconnect` and took up to 10 s to close
+        # (measurements in docs/slack.md).
+        from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
+
+        client = make_web_client(self.settings)
+        identity = dict(client.auth_test().data)  # type: ignore[arg-type]
+        log.info(
+            "connected to Slack as @%s (user %s, bot %s) in team %s",
+            identity.get("user"),
+            identity.get("user_id"),
+            identity.get("bot_id"),
+            identity.get("team"),
+        )
+        log.info("configured sources: %s", ", ".join(self.settings.configured_sources()) or "none")
+        app = create_app(
+            self.settings, self.service, client=client, identity=identity, **self.handler_options
+        )
+        self._handlers = app.ragbot_handlers  # type: ignore[attr-defined]
+        self._socket = SocketModeHandler(
+            app, app_token=self.settings.slack_app_token, web_client=client, ping_interval=self.ping_interval
+        )
+        self._socket.connect()
+        log.info("Socket Mode session open; listening for mentions, DMs and /ragingest")
+
+    def stop(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        if self._handlers is not None:
+            self._handlers.shutdown()
+
+    def run_forever(self) -> None:
+        """Start, then block until SIGINT/SIGTERM."""
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        self.start()
+        try:
+            while not stop.wait(1.0):
+                pass
+        finally:
+            log.info("shutting down the Slack bot")
+            self.stop()

@@ -1,0 +1,453 @@
+"""The bot's listeners, as methods of one object that receives its dependencies.
+
+Bolt acknowledges events itself; the listeners here only filter, deduplicate and queue, so
+they return at once. Answers are produced in a bounded pool, streamed into one message,
+and finished as Block Kit. Every outgoing call uses `self.client` (bot.app.SafeWebClient),
+never Bolt's per-request client, so every message passes the broadcast-mention filter.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from bot import formatting, messages
+from bot.dedupe import SeenKeys, event_key, message_key
+from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
+from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
+from rag.errors import IngestBusyError, RagError
+from rag.ingest import resolve_targets
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from slack_sdk import WebClient
+
+    from rag.config import Settings
+    from rag.models import IngestReport
+    from rag.service import RagService
+
+log = logging.getLogger(__name__)
+
+#: message subtypes that are still a person writing a question
+QUESTION_SUBTYPES = {None, "file_share", "thread_broadcast"}
+INGEST_ARGS = ("all", "code", "confluence", "status")
+ADMIN_CACHE_SECONDS = 600.0
+
+
+def new_error_id() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+class Streamer:
+    """Receives the model's tokens and shows them in the placeholder, one chat.update per interval."""
+
+    def __init__(self, client: WebClient, *, channel: str, ts: str, interval: float) -> None:
+        self.client = client
+        self.channel = channel
+        self.ts = ts
+        self.interval = interval
+        self.parts: list[str] = []
+        self.updates = 0
+        self._last = time.monotonic()
+
+    def on_token(self, token: str) -> None:
+        self.parts.append(token)
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            return
+        self._last = now
+        try:
+            self.client.chat_update(
+                channel=self.channel, ts=self.ts, text=formatting.streaming_text("".join(self.parts))
+            )
+            self.updates += 1
+        except Exception as e:  # a failed progress update must not lose the answer
+            log.warning("streaming update failed in %s: %s", self.channel, e)
+
+
+class Handlers:
+    """Listeners for mentions, thread follow-ups, DMs, `/ragingest` and feedback buttons."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        service: RagService,
+        client: WebClient,
+        bot_user_id: str | None,
+        bot_id: str | None,
+        memory: ThreadMemory,
+        answers: AnswerLog,
+        limiter: RateLimiter | None = None,
+        workers: int = 4,
+        max_pending: int = 16,
+        update_interval: float = 1.0,
+        question_limit: int = MAX_QUESTION_CHARS,
+        top_k: int = 5,
+    ) -> None:
+        self.settings = settings
+        self.service = service
+        self.client = client
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.memory = memory
+        self.answers = answers
+        self.limiter = limiter or RateLimiter()
+        self.update_interval = update_interval
+        self.question_limit = question_limit
+        self.top_k = top_k
+        self.seen = SeenKeys()
+        self.not_ours = SeenKeys(ttl=300.0)  # threads recently checked in Slack: the bot is not in them
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragbot-answer")
+        self.jobs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragbot-command")
+        self._slots = threading.BoundedSemaphore(max_pending)
+        self._admins: dict[str, tuple[float, bool]] = {}
+        self._our_threads: set[str] = set()  # "channel:thread_ts" where the bot has posted an answer
+
+    def register(self, app: App) -> None:
+        app.event("app_mention")(self.on_mention)
+        app.event("message")(self.on_message)
+        app.command("/ragingest")(self.on_ragingest)
+        app.action(formatting.FEEDBACK_UP)(self.on_feedback)
+        app.action(formatting.FEEDBACK_DOWN)(self.on_feedback)
+        app.error(self.on_error)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.jobs.shutdown(wait=False, cancel_futures=True)
+
+    # ----- events --------------------------------------------------------------------------
+
+    def on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if self._ignored(event):
+            return
+        ts = event["ts"]
+        self._accept(event, body, reply_thread=event.get("thread_ts") or ts)
+
+    def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        if self._ignored(event):
+            return
+        channel, ts, thread_ts = event.get("channel", ""), event.get("ts", ""), event.get("thread_ts")
+        if event.get("channel_type") == "im":
+            self._accept(event, body, reply_thread=thread_ts, memory_key=thread_ts or "dm")
+            return
+        if not thread_ts or thread_ts == ts:
+            return  # a top-level channel message: only a mention (app_mention) makes it a question
+        if self._answered_in(channel, thread_ts):
+            self._accept(event, body, reply_thread=thread_ts)
+
+    def _ignored(self, event: dict[str, Any]) -> bool:
+        """Own and other bots' messages, edits, joins and every other non-question subtype."""
+        return (
+            event.get("subtype") not in QUESTION_SUBTYPES
+            or bool(event.get("bot_id"))
+            or bool(event.get("bot_profile"))
+            or not event.get("user")
+            or event.get("user") == self.bot_user_id
+            or "edited" in event
+        )
+
+    def _answered_in(self, channel: str, thread_ts: str) -> bool:
+        """Whether the bot has answered in this thread: local memory first, then the thread itself."""
+        key = f"{channel}:{thread_ts}"
+        if key in self._our_threads or self.memory.knows(channel, thread_ts):
+            return True
+        if not self.not_ours.claim(key):
+            return False
+        try:
+            replies = self.client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
+        except Exception as e:
+            log.warning("cannot read thread %s/%s to rebuild its memory: %s", channel, thread_ts, e)
+            return False
+        msgs = list(replies.get("messages") or [])
+        ours = any(
+            (self.bot_user_id and m.get("user") == self.bot_user_id)
+            or (self.bot_id and m.get("bot_id") == self.bot_id)
+            for m in msgs
+        )
+        if not ours:
+            return False
+        turns = turns_from_replies(
+            msgs, bot_user_id=self.bot_user_id, bot_id=self.bot_id, strip=self._clean_question
+        )
+        self.memory.seed(channel, thread_ts, turns)
+        self._our_threads.add(key)
+        log.info("rebuilt memory of thread %s/%s from Slack: %d turn(s)", channel, thread_ts, len(turns))
+        return True
+
+    def _clean_question(self, text: str) -> str:
+        return strip_mentions_of(text, self.bot_user_id)
+
+    def _accept(
+        self,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        *,
+        reply_thread: str | None,
+        memory_key: str | None = None,
+    ) -> None:
+        """Dedupe, rate-limit, show that the bot is working, queue the answer."""
+        channel, ts, user = event["channel"], event["ts"], event["user"]
+        if not self.seen.claim(event_key(body.get("event_id")), message_key(channel, ts)):
+            log.info("duplicate delivery of %s/%s ignored (event %s)", channel, ts, body.get("event_id"))
+            return
+        question = self._clean_question(str(event.get("text") or ""))
+        try:
+            if not question:
+                self._post(channel, reply_thread, messages.EMPTY_QUESTION)
+                return
+            wait = self.limiter.check(user)
+            if wait:
+                self._ephemeral(
+                    channel, user, reply_thread, messages.RATE_LIMITED.format(seconds=int(wait) + 1)
+                )
+                return
+            if not self._slots.acquire(blocking=False):
+                self._post(channel, reply_thread, messages.OVERLOADED)
+                return
+            self._react("reactions_add", channel, ts)
+        except Exception:
+            error_id = new_error_id()
+            log.exception("cannot accept question %s/%s [error id %s]", channel, ts, error_id)
+            self._apologise(channel, reply_thread, error_id)
+            return
+        self.pool.submit(
+            self._answer,
+            channel=channel,
+            ts=ts,
+            user=user,
+            question=question,
+            reply_thread=reply_thread,
+            memory_key=memory_key or reply_thread or ts,
+        )
+
+    def _answer(
+        self, *, channel: str, ts: str, user: str, question: str, reply_thread: str | None, memory_key: str
+    ) -> None:
+        placeholder: str | None = None
+        try:
+            question, cut = clip_question(question, self.question_limit)
+            history = self.memory.turns(channel, memory_key)
+            posted = self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=reply_thread,
+                text=messages.PLACEHOLDER,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            placeholder = str(posted["ts"])
+            if reply_thread:
+                self._our_threads.add(f"{channel}:{reply_thread}")
+            streamer = Streamer(self.client, channel=channel, ts=placeholder, interval=self.update_interval)
+            answer = self.service.ask(question, top_k=self.top_k, history=history, on_token=streamer.on_token)
+            answer_id = uuid.uuid4().hex
+            notes = formatting.note_text(answer, question_cut=cut, question_limit=self.question_limit)
+            pages = formatting.paginate(formatting.answer_blocks(answer, answer_id=answer_id, notes=notes))
+            text = formatting.fallback_text(answer)
+            self.client.chat_update(
+                channel=channel,
+                ts=placeholder,
+                text=text,
+                blocks=pages[0],
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            for page in pages[1:]:
+                self.client.chat_postMessage(
+                    channel=channel,
+                    thread_ts=reply_thread or placeholder,
+                    text=text,
+                    blocks=page,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            self.memory.add(channel, memory_key, question, answer.text)
+            self.answers.record_answer(
+                answer_id,
+                channel=channel,
+                thread_ts=memory_key,
+                user=user,
+                question=question,
+                answer=answer.text,
+                mode=answer.mode,
+                hits=answer.hits,
+            )
+            log.info(
+                "answered %s/%s (%s, %d sources, %d streaming updates)",
+                channel,
+                ts,
+                answer.mode,
+                len(answer.hits),
+                streamer.updates,
+            )
+        except Exception:
+            error_id = new_error_id()
+            log.exception("answering %s/%s failed [error id %s]", channel, ts, error_id)
+            self._apologise(channel, reply_thread, error_id, replace=placeholder)
+        finally:
+            self._react("reactions_remove", channel, ts)
+            self._slots.release()
+
+    # ----- /ragingest ------------------------------------------------------------------------
+
+    def on_ragingest(self, ack: Callable[..., None], command: dict[str, Any], respond: Any) -> None:
+        arg = (command.get("text") or "").strip().lower() or "all"
+        user = command.get("user_id", "")
+        if arg not in INGEST_ARGS:
+            ack(text=messages.INGEST_USAGE)
+            return
+        if arg == "status":
+            ack(text=messages.INGEST_STATUS_ACK)
+            self.jobs.submit(self._status_job, respond=respond, user=user)
+            return
+        ack(text=messages.INGEST_ACK.format(arg=arg))
+        self.jobs.submit(self._ingest_job, arg=arg, user=user, respond=respond)
+
+    def _ingest_job(self, *, arg: str, user: str, respond: Any) -> None:
+        try:
+            if not self._may_ingest(user):
+                log.info("refused /ragingest %s from %s", arg, user)
+                self._respond(respond, user, messages.INGEST_REFUSED)
+                return
+            targets = resolve_targets(self.settings, arg)
+            log.info("/ragingest %s by %s: ingesting %s", arg, user, ", ".join(targets))
+            reports = self.service.ingest(targets, trigger=f"slack:{user}")
+            self._respond(respond, user, ingest_summary(reports))
+        except IngestBusyError as e:
+            self._respond(respond, user, messages.INGEST_BUSY.format(reason=str(e)))
+        except RagError as e:
+            log.warning("/ragingest %s by %s failed: %s", arg, user, e)
+            self._respond(respond, user, messages.INGEST_FAILED.format(reason=str(e)))
+        except Exception:
+            error_id = new_error_id()
+            log.exception("/ragingest %s by %s failed [error id %s]", arg, user, error_id)
+            self._respond(respond, user, messages.INGEST_ERROR.format(error_id=error_id))
+
+    def _status_job(self, *, respond: Any, user: str) -> None:
+        try:
+            self._respond(respond, user, status_text(self.service.status()))
+        except Exception:
+            error_id = new_error_id()
+            log.exception("/ragingest status failed [error id %s]", error_id)
+            self._respond(respond, user, messages.INGEST_ERROR.format(error_id=error_id))
+
+    def _may_ingest(self, user: str) -> bool:
+        allowed = self.settings.ragingest_allowed_users
+        if allowed:
+            return user in allowed
+        cached = self._admins.get(user)
+        if cached and time.monotonic() - cached[0] < ADMIN_CACHE_SECONDS:
+            return cached[1]
+        info = self.client.users_info(user=user).get("user") or {}
+        is_admin = bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
+        self._admins[user] = (time.monotonic(), is_admin)
+        return is_admin
+
+    def _respond(self, respond: Any, user: str, text: str) -> None:
+        """Reply to a slash command through its response_url; a DM when that has expired."""
+        text = neutralise(text)
+        try:
+            respond(text=text, response_type="ephemeral", replace_original=False)
+        except Exception as e:
+            log.warning("response_url reply failed (%s); sending a direct message to %s instead", e, user)
+            self.client.chat_postMessage(channel=user, text=text, unfurl_links=False, unfurl_media=False)
+
+    # ----- feedback --------------------------------------------------------------------------
+
+    def on_feedback(self, ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:
+        ack()
+        user = (body.get("user") or {}).get("id", "")
+        vote = "up" if action.get("action_id") == formatting.FEEDBACK_UP else "down"
+        try:
+            self.answers.record_vote(str(action.get("value", "")), user=user, vote=vote)
+            channel = (body.get("channel") or {}).get("id")
+            thread = (body.get("message") or {}).get("thread_ts")
+            if channel:
+                self._ephemeral(channel, user, thread, messages.FEEDBACK_THANKS)
+        except Exception:
+            log.exception("recording feedback from %s failed [error id %s]", user, new_error_id())
+
+    def on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        log.error(
+            "unhandled error in a listener [error id %s] (%s): %s",
+            new_error_id(),
+            body.get("type"),
+            error,
+            exc_info=error,
+        )
+
+    # ----- small helpers ---------------------------------------------------------------------
+
+    def _post(self, channel: str, thread_ts: str | None, text: str) -> None:
+        self.client.chat_postMessage(
+            channel=channel, thread_ts=thread_ts, text=text, unfurl_links=False, unfurl_media=False
+        )
+
+    def _ephemeral(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
+        self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=text)
+
+    def _apologise(
+        self, channel: str, thread_ts: str | None, error_id: str, *, replace: str | None = None
+    ) -> None:
+        text = messages.ERROR.format(error_id=error_id)
+        try:
+            if replace:
+                self.client.chat_update(channel=channel, ts=replace, text=text, blocks=[])
+            else:
+                self._post(channel, thread_ts, text)
+        except Exception:
+            log.exception("could not tell the user about error %s", error_id)
+
+    def _react(self, method: str, channel: str, ts: str) -> None:
+        try:
+            getattr(self.client, method)(channel=channel, timestamp=ts, name=messages.WORKING_REACTION)
+        except Exception as e:  # the indicator is a courtesy: never fail an answer over it
+            log.debug("%s failed on %s/%s: %s", method, channel, ts, e)
+
+
+def ingest_summary(reports: list[IngestReport]) -> str:
+    lines = []
+    for r in reports:
+        errors = f"; {len(r.errors)} document(s) failed" if r.errors else ""
+        data = r.to_json()
+        status = "ok" if r.ok else f"FAILED ({r.error})"
+        lines.append(messages.INGEST_REPORT_LINE.format(**{**data, "status": status, "errors": errors}))
+    took = f" in {sum(r.seconds for r in reports):.1f} s" if reports else ""
+    return messages.INGEST_DONE.format(took=took, lines="\n".join(lines))
+
+
+def status_text(status: dict[str, Any]) -> str:
+    """`/ragingest status`: per-source size and last run, a running ingest, recent runs."""
+    lines = ["*Index status*"]
+    for name, info in status.get("sources", {}).items():
+        state = "configured" if info.get("configured") else "not configured"
+        last = info.get("last_run")
+        when = (
+            f"last run {last['finished_at']} by {last['trigger']}: "
+            + ("ok" if last["ok"] else f"failed ({last.get('error')})")
+            if last
+            else "never ingested"
+        )
+        lines.append(
+            f"• *{name}* ({state}): {info.get('documents', 0)} documents, "
+            f"{info.get('chunks', 0)} chunks; {when}"
+        )
+    running = status.get("ingest_running")
+    if running:
+        lines.append(f"An ingest is running now (by {running.get('by', '?')}).")
+    recent = status.get("recent_runs") or []
+    if recent:
+        lines.append("*Recent runs*")
+        for run in recent[:5]:
+            outcome = "ok" if run["ok"] else f"failed: {run.get('error')}"
+            lines.append(
+                f"• {run['finished_at']} {run['source']} ({run['trigger']}): {outcome}, "
+                f"{run.get('documents_added') or 0} added, {run.get('documents_updated') or 0} updated, "
+                f"{run.get('documents_deleted') or 0} deleted"
+            )
+    return "\n".join(lines)

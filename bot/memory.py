@@ -1,0 +1,184 @@
+"""Thread memory for Slack: the earlier turns of a thread, persisted in RAGBOT_DATA_DIR.
+
+Why persisted (SQLite) rather than re-read from Slack on every message: the stored turns
+are the exact question and Markdown answer (what the model should see), not the mrkdwn
+rendering with its sources footer; knowing "the bot has answered in this thread" costs no
+API call for the many thread messages the bot must ignore; and it survives restarts.
+When the file is gone (a fresh volume, another replica answered), `turns_from_replies`
+rebuilds a thread from conversations.replies so a follow-up still gets its context.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+from rag.memory import fit_budget
+from rag.models import Hit, Turn
+
+MAX_TURNS = 10
+MAX_CHARS = 8_000  # ≈ 2k tokens of history, leaving the model's window to the sources
+KEEP_DAYS = 90
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS turns (
+    channel TEXT NOT NULL, thread_ts TEXT NOT NULL, created REAL NOT NULL,
+    question TEXT NOT NULL, answer TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS turns_thread ON turns (channel, thread_ts, created);
+CREATE TABLE IF NOT EXISTS answers (
+    answer_id TEXT PRIMARY KEY, created REAL NOT NULL, channel TEXT, thread_ts TEXT, user TEXT,
+    question TEXT NOT NULL, answer TEXT NOT NULL, mode TEXT, sources TEXT NOT NULL);
+"""
+
+
+class SlackState:
+    """The bot's SQLite file in RAGBOT_DATA_DIR/slack: thread turns and answered questions."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "slack" / "slack.sqlite3"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+            cutoff = time.time() - KEEP_DAYS * 86_400
+            db.execute("DELETE FROM turns WHERE created < ?", (cutoff,))
+            db.execute("DELETE FROM answers WHERE created < ?", (cutoff,))
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock, closing(self._connect()) as db, db:
+            return list(db.execute(sql, args).fetchall())
+
+
+class ThreadMemory:
+    """The turns of each (channel, thread) the bot answered in, bounded by a character budget."""
+
+    def __init__(self, state: SlackState, *, max_turns: int = MAX_TURNS, max_chars: int = MAX_CHARS) -> None:
+        self.state = state
+        self.max_turns = max_turns
+        self.max_chars = max_chars
+
+    def add(self, channel: str, thread_ts: str, question: str, answer: str) -> None:
+        self.state.execute(
+            "INSERT INTO turns (channel, thread_ts, created, question, answer) VALUES (?, ?, ?, ?, ?)",
+            (channel, thread_ts, time.time(), question, answer),
+        )
+
+    def seed(self, channel: str, thread_ts: str, turns: Iterable[Turn]) -> None:
+        """Store turns rebuilt from Slack, unless the thread is already known."""
+        if self.knows(channel, thread_ts):
+            return
+        for turn in turns:
+            self.add(channel, thread_ts, turn.question, turn.answer)
+
+    def knows(self, channel: str, thread_ts: str) -> bool:
+        """Whether the bot has answered in this thread."""
+        rows = self.state.execute(
+            "SELECT 1 FROM turns WHERE channel = ? AND thread_ts = ? LIMIT 1", (channel, thread_ts)
+        )
+        return bool(rows)
+
+    def turns(self, channel: str, thread_ts: str) -> list[Turn]:
+        """The most recent turns that fit the budget, oldest first."""
+        rows = self.state.execute(
+            "SELECT question, answer FROM turns WHERE channel = ? AND thread_ts = ? "
+            "ORDER BY created DESC, rowid DESC LIMIT ?",
+            (channel, thread_ts, self.max_turns),
+        )
+        return fit_budget([Turn(q, a) for q, a in reversed(rows)], self.max_chars)
+
+
+def turns_from_replies(
+    replies: Sequence[dict[str, Any]], *, bot_user_id: str | None, bot_id: str | None, strip: Any = None
+) -> list[Turn]:
+    """Question/answer pairs from a thread's messages: each bot message answers the human
+    messages since the previous one. `strip` cleans a question (e.g. drops the bot mention)."""
+    turns: list[Turn] = []
+    pending: list[str] = []
+    for message in replies:
+        text = str(message.get("text") or "").strip()
+        is_ours = (bot_user_id and message.get("user") == bot_user_id) or (
+            bot_id and message.get("bot_id") == bot_id
+        )
+        if is_ours:
+            if pending and text:
+                turns.append(Turn("\n".join(pending), text))
+            pending = []
+        elif text and not message.get("bot_id") and not message.get("subtype"):
+            pending.append(strip(text) if strip else text)
+    return turns
+
+
+class AnswerLog:
+    """Every answer given (question, answer, sources), and the 👍/👎 votes on them."""
+
+    def __init__(self, state: SlackState) -> None:
+        self.state = state
+        self.feedback_path = state.path.parent / "feedback.jsonl"
+        self._lock = threading.Lock()
+
+    def record_answer(
+        self,
+        answer_id: str,
+        *,
+        channel: str,
+        thread_ts: str,
+        user: str,
+        question: str,
+        answer: str,
+        mode: str,
+        hits: Sequence[Hit],
+    ) -> None:
+        sources = json.dumps([_source_json(h) for h in hits], ensure_ascii=False)
+        self.state.execute(
+            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (answer_id, time.time(), channel, thread_ts, user, question, answer, mode, sources),
+        )
+
+    def answer(self, answer_id: str) -> dict[str, Any] | None:
+        rows = self.state.execute(
+            "SELECT channel, thread_ts, user, question, answer, mode, sources FROM answers "
+            "WHERE answer_id = ?",
+            (answer_id,),
+        )
+        if not rows:
+            return None
+        channel, thread_ts, user, question, answer, mode, sources = rows[0]
+        return {
+            "channel": channel,
+            "thread_ts": thread_ts,
+            "asked_by": user,
+            "question": question,
+            "answer": answer,
+            "mode": mode,
+            "sources": json.loads(sources),
+        }
+
+    def record_vote(self, answer_id: str, *, user: str, vote: str) -> dict[str, Any]:
+        """Append one vote, with the question, answer and sources it judges, to feedback.jsonl."""
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "answer_id": answer_id,
+            "user": user,
+            "vote": vote,
+            **(self.answer(answer_id) or {"question": None, "answer": None, "sources": []}),
+        }
+        with self._lock, self.feedback_path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+        return entry
+
+
+def _source_json(hit: Hit) -> dict[str, Any]:
+    data = hit.to_json()
+    data.pop("text", None)
+    return data
