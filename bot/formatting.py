@@ -38,12 +38,19 @@ def _renderer() -> type:
             return f"`{escape(tokens[idx].content)}`"
 
         def code_block(self, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
-            return f"```\n{escape(tokens[idx].content)}```\n"
+            return _fenced(tokens[idx].content)
 
         def fence(self, tokens: list[Token], idx: int, options: Any, env: Any) -> str:
-            return f"```\n{escape(tokens[idx].content)}```\n"
+            return _fenced(tokens[idx].content)
 
     return Renderer
+
+
+def _fenced(content: str) -> str:
+    content = escape(content)
+    if content and not content.endswith("\n"):
+        content += "\n"  # an unterminated fence: a streamed answer cut mid-block
+    return f"```\n{content}```\n"
 
 
 _RENDERER: type | None = None
