@@ -42,7 +42,10 @@ class FakeClock:
 
 
 def test_markdown_becomes_mrkdwn_with_code_blocks_intact_and_escaped() -> None:
-    md = "# Deploy\nRun **make deploy** then see [the docs](https://x.example/a).\n\n```sh\n#!/bin/sh\nif [ a < b ] && c; then *x*\n```\n"
+    md = (
+        "# Deploy\nRun **make deploy** then see [the docs](https://x.example/a).\n\n"
+        "```sh\n#!/bin/sh\nif [ a < b ] && c; then *x*\n```\n"
+    )
     out = formatting.to_mrkdwn(md)
     assert "*Deploy*" in out and "*make deploy*" in out
     assert "<https://x.example/a|the docs>" in out
