@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT = 30
 RETRIES = 3
+WATCHDOG_SECONDS = 1.0
 
 
 def validate_slack_settings(settings: Settings) -> None:
@@ -135,15 +136,16 @@ class SlackBot:
         self.handler_options = handler_options
         self._socket: Any = None
         self._handlers: Handlers | None = None
+        self._stopping = threading.Event()
 
     def start(self) -> None:
         """Connect (returns once the first Socket Mode session is open)."""
         # The builtin client (Slack's recommended one, no extra dependency) reconnects at once
-        # on a `disconnect` envelope and closes cleanly. It notices a dropped socket only via
-        # its ping monitor (after 5 failed pings, or 4 intervals without a pong), hence the
-        # short ping interval. The websocket-client based handler reconnected faster after a
-        # drop but opened duplicate sessions on `disconnect` and took up to 10 s to close
-        # (measurements in docs/slack.md).
+        # on a `disconnect` envelope and closes cleanly, but reads EOF as "no data yet": it
+        # notices a dropped socket only after 5 failed pings (or 4 intervals without a pong).
+        # `_watch_connection` reconnects after the first failed ping instead. The
+        # websocket-client handler opened duplicate sessions on `disconnect` and took up to
+        # 10 s to close (measurements in docs/slack.md).
         from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
 
         client = make_web_client(self.settings)
@@ -164,9 +166,27 @@ class SlackBot:
             app, app_token=self.settings.slack_app_token, web_client=client, ping_interval=self.ping_interval
         )
         self._socket.connect()
+        self._stopping.clear()
+        threading.Thread(target=self._watch_connection, name="ragbot-socket-watchdog", daemon=True).start()
         log.info("Socket Mode session open; listening for mentions, DMs and /ragingest")
 
+    def _watch_connection(self) -> None:
+        """Reconnect as soon as a ping could not be sent (the socket is dead), instead of
+        after the builtin client's five failed pings."""
+        while not self._stopping.wait(WATCHDOG_SECONDS):
+            client = getattr(self._socket, "client", None)
+            session = getattr(client, "current_session", None)
+            if client is None or session is None or client.closed:
+                continue
+            if getattr(session, "consecutive_check_state_error_count", 0) > 0:
+                log.warning("Socket Mode connection lost (a ping failed); reconnecting")
+                try:
+                    client.connect_to_new_endpoint(force=True)
+                except Exception as e:  # the builtin monitor keeps trying too
+                    log.warning("reconnecting failed, will retry: %s", e)
+
     def stop(self) -> None:
+        self._stopping.set()
         if self._socket is not None:
             self._socket.close()
             self._socket = None

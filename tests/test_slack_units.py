@@ -254,3 +254,26 @@ def test_status_text_lists_sources_and_runs() -> None:
     assert "*code* (configured): 5 documents, 9 chunks; last run 2026-01-01T00:00:00Z by slack:UA: ok" in text
     assert "*confluence* (not configured): 0 documents, 0 chunks; never ingested" in text
     assert "by scheduler" in text and "2 added, 0 updated, 1 deleted" in text
+
+
+def test_ragbot_run_without_tokens_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["SLACK_BOT_TOKEN"] = "xoxb-1"
+    env["SLACK_APP_TOKEN"] = "xoxp-wrong-kind"
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "ragbot: SLACK_APP_TOKEN must be an app-level token starting with xapp-"
+    ]
