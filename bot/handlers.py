@@ -315,6 +315,7 @@ class Handlers:
                 self._respond(respond, user, messages.INGEST_REFUSED)
                 return
             targets = resolve_targets(self.settings, arg)
+            self.service.ingestor.preflight(targets)  # a config problem is one clear line, not a failed run
             log.info("/ragingest %s by %s: ingesting %s", arg, user, ", ".join(targets))
             reports = self.service.ingest(targets, trigger=f"slack:{user}")
             self._respond(respond, user, ingest_summary(reports))

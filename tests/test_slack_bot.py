@@ -408,3 +408,24 @@ def test_invalid_tokens_fail_before_connecting(make_settings: Any) -> None:
         SlackBot(make_settings(slack_bot_token="xoxb-1", slack_app_token="xoxb-2"), None)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="SLACK_BOT_TOKEN is not set"):
         SlackBot(make_settings(slack_app_token="xapp-1"), None)  # type: ignore[arg-type]
+
+
+def test_long_questions_are_cut_with_a_note_and_fast_askers_are_slowed_down(
+    slack: FakeSlack, settings: Settings, service: RagService, fake_llm: FakeLLM
+) -> None:
+    from bot.safety import RateLimiter
+
+    bot = SlackBot(settings, service, limiter=RateLimiter(limit=1, window=600))
+    bot.start()
+    try:
+        long = mention(slack, "CGENERAL", "How is a payment refunded? " + "please " * 600)
+        (answer,) = wait_answer(slack, "CGENERAL", long["ts"])
+        second = mention(slack, "CGENERAL", "And the refund limit?")
+        note = slack.wait_for(lambda: slack.calls_to("chat.postEphemeral"), what="the rate-limit note")[0]
+    finally:
+        stop(bot, slack)
+    assert "used only its first 2,000 characters" in block_texts(answer)
+    assert len(fake_llm.requests[0]["body"]["messages"][-1]["content"].rsplit("Question:", 1)[1]) <= 2_001
+    assert note.args["user"] == "UALICE" and note.args["thread_ts"] == second["ts"]
+    assert "faster than I can look things up" in note.args["text"]
+    assert not answers_in(slack, "CGENERAL", second["ts"])
