@@ -249,6 +249,18 @@ class Handlers:
             notes = formatting.note_text(answer, question_cut=cut, question_limit=self.question_limit)
             pages = formatting.paginate(formatting.answer_blocks(answer, answer_id=answer_id, notes=notes))
             text = formatting.fallback_text(answer)
+            # Remembered before it is shown: a follow-up or a vote may arrive the moment it is.
+            self.memory.add(channel, memory_key, question, answer.text)
+            self.answers.record_answer(
+                answer_id,
+                channel=channel,
+                thread_ts=memory_key,
+                user=user,
+                question=question,
+                answer=answer.text,
+                mode=answer.mode,
+                hits=answer.hits,
+            )
             self.client.chat_update(
                 channel=channel,
                 ts=placeholder,
@@ -266,17 +278,6 @@ class Handlers:
                     unfurl_links=False,
                     unfurl_media=False,
                 )
-            self.memory.add(channel, memory_key, question, answer.text)
-            self.answers.record_answer(
-                answer_id,
-                channel=channel,
-                thread_ts=memory_key,
-                user=user,
-                question=question,
-                answer=answer.text,
-                mode=answer.mode,
-                hits=answer.hits,
-            )
             log.info(
                 "answered %s/%s (%s, %d sources, %d streaming updates)",
                 channel,
