@@ -317,6 +317,7 @@ def run() -> None:
     from bot.app import SlackBot, validate_slack_settings
     from rag.config import load_settings
     from rag.logs import configure_logging
+    from rag.scheduler import start_for_bot
     from rag.service import RagService
 
     with edge():
@@ -325,10 +326,13 @@ def run() -> None:
         configure_logging(settings)
         service = RagService(settings)
         bot = SlackBot(settings, service)
-        # Scheduler hook: when settings.ragbot_scheduler == "on", start rag.scheduler here
-        # (sharing `service`, so it takes the same single-flight ingest lock) and stop it
-        # after bot.run_forever() returns.
-        bot.run_forever()
+        # The periodic ingest shares `service`, so it takes the same single-flight lock as
+        # /ragingest; with RAGBOT_SCHEDULER=off (extra replicas) the handle stays idle.
+        scheduler = start_for_bot(settings, service)
+        try:
+            bot.run_forever()
+        finally:
+            scheduler.shutdown()
 
 
 def main() -> None:
