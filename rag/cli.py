@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -333,6 +334,59 @@ def run() -> None:
             bot.run_forever()
         finally:
             scheduler.shutdown()
+
+
+# ----- eval ----------------------------------------------------------------------------------
+
+
+def parse_ks(value: str) -> list[int]:
+    try:
+        ks = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        ks = []
+    if not ks or ks[0] < 1:
+        fail(f"--k: expected positive integers separated by commas, got {value!r}", 2)
+    return ks
+
+
+@app.command("eval")
+def eval_command(
+    dataset_dir: Annotated[
+        Path, typer.Argument(help="Directory with codebase_chunks.json and evaluation_set.jsonl.")
+    ],
+    k: Annotated[str, typer.Option("--k", help="Cut-offs for Pass@k, comma-separated.")] = "5,10,20",
+    rechunk: Annotated[
+        bool,
+        typer.Option(
+            "--rechunk",
+            help="Re-chunk the whole files with ragbot's chunker; a hit covers most of a golden chunk.",
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON on stdout.")] = False,
+) -> None:
+    """Retrieval quality (Pass@k, MRR@10) on a labelled set in the contextual-code format."""
+    from rag.config import load_settings
+    from rag.evaluation import evaluate
+    from rag.logs import configure_logging
+
+    ks = parse_ks(k)
+    with edge():
+        settings = load_settings()
+        configure_logging(settings)
+        result = evaluate(
+            settings,
+            dataset_dir,
+            ks=ks,
+            rechunk=rechunk,
+            progress=lambda message: typer.echo(f"eval: {message}", err=True),
+        )
+    if as_json:
+        emit_json(result)
+        return
+    metrics = "  ".join(
+        f"{name} {value}" for name, value in result.items() if name not in ("queries", "seconds")
+    )
+    typer.echo(f"{result['queries']} queries: {metrics}  ({result['seconds']}s)")
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.errors import ConfigError
@@ -50,6 +50,9 @@ class Settings(BaseSettings):
 
     local_emb_model: str | None = Field(None, alias="LOCAL_EMB_MODEL")
     code_emb_model: str | None = Field(None, alias="CODE_EMB_MODEL")
+    trust_remote_code: bool = Field(False, alias="RAGBOT_TRUST_REMOTE_CODE")
+    # Dynamic int8 Linear layers: ~2x faster embedding on CPU, Pass@5 within 0.1 (docs/retrieval.md).
+    emb_int8: bool = Field(True, alias="RAGBOT_EMB_INT8")
     chunk_size: int | None = Field(None, alias="CHUNK_SIZE", ge=16, le=8192)
     chunk_overlap: int | None = Field(None, alias="CHUNK_OVERLAP", ge=0, le=4096)
 
@@ -116,6 +119,13 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("emb_int8", "trust_remote_code", mode="before")
+    @classmethod
+    def _blank_bool_is_default(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[info.field_name or ""].default
+        return value
 
     @field_validator("chunk_size", "chunk_overlap", "chroma_port", mode="before")
     @classmethod

@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag.chunking import LineChunker
+from rag.chunking import LineChunker, SyntaxChunker
 from rag.config import Settings, SourceName
 from rag.embedding import Embedder, EmbedderPool
 from rag.errors import ConfigError, IngestCancelled, ModelError, RagError, StoreError
+from rag.lexical import LexicalIndexes, bump_generation
 from rag.locking import IngestLock
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
@@ -49,8 +50,13 @@ def make_chunker(settings: Settings, embedder: Embedder) -> LineChunker:
     limit = embedder.token_limit()
     size = settings.chunk_size or limit
     overlap = settings.chunk_overlap if settings.chunk_overlap is not None else max(0, size // 10)
-    return LineChunker(
-        count_tokens=embedder.count_tokens, chunk_tokens=size, overlap_tokens=overlap, max_tokens=limit
+    # Syntax-aware for languages with a tree-sitter grammar; the line packer for everything else.
+    return SyntaxChunker(
+        count_tokens=embedder.count_tokens,
+        chunk_tokens=size,
+        overlap_tokens=overlap,
+        max_tokens=limit,
+        vector_variant=getattr(embedder, "variant", ""),
     )
 
 
@@ -64,8 +70,12 @@ class Ingestor:
         store: VectorStore,
         embedders: EmbedderPool,
         source_factory: SourceFactory = build_source,
+        lexical: LexicalIndexes | None = None,
     ) -> None:
         self.settings = settings
+        self.lexical = (
+            lexical if lexical is not None else LexicalIndexes(settings.ragbot_data_dir / "lexical")
+        )
         self.store = store
         self.embedders = embedders
         self.source_factory = source_factory
@@ -193,6 +203,10 @@ class Ingestor:
         self._prune(collection, states, {ref.doc_id for ref in refs}, report)
         if report.errors:
             log.warning("%s: %d document(s) failed and kept their previous chunks", name, len(report.errors))
+        try:
+            self.lexical.fresh(collection)
+        except Exception as e:  # the vectors are stored; a query rebuilds the BM25 index later
+            log.warning("BM25 index of %s not refreshed: %s", name, e)
 
     @staticmethod
     def _prune(
@@ -203,6 +217,8 @@ class Ingestor:
             if doc_id not in listed:
                 collection.delete_ids(state.ids)
                 report.documents_deleted += 1
+        if report.documents_deleted:
+            bump_generation(collection)  # every process's BM25 index is stale now
 
     def _prepare(self, doc: Document, chunker: LineChunker, previous: DocumentState | None) -> _Pending:
         text, redactions = redact(doc.text)
@@ -235,6 +251,9 @@ class Ingestor:
                 report.documents_added += 1
         collection.delete_ids(stale)
         report.chunks_embedded += len(chunks)
+        # Bumped after every write, not once at the end, so a cancelled or crashed run still
+        # marks the BM25 indexes of every process (bots on other hosts too) as stale.
+        bump_generation(collection)
 
 
 def resolve_targets(settings: Settings, target: str) -> list[SourceName]:

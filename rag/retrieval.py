@@ -7,12 +7,21 @@ from collections.abc import Sequence
 
 from rag.config import SOURCES, Settings, SourceName
 from rag.embedding import EmbedderPool
+from rag.lexical import LexicalIndexes
 from rag.models import Hit
-from rag.store import Record, VectorStore
+from rag.store import Collection, Record, VectorStore
 
 log = logging.getLogger(__name__)
 
 RRF_K = 60
+#: Chunks taken from each ranking before fusion.
+CANDIDATES = 50
+#: Weighted RRF of the dense and BM25 rankings, tuned on contextual-code
+#: (benchmarks/retrieval_quality.py --sweep, docs/retrieval.md): BM25 counts twice as much as the
+#: bundled MiniLM, and a small k lets the first few ranks of either list dominate.
+HYBRID_RRF_K = 10
+DENSE_WEIGHT = 1.0
+LEXICAL_WEIGHT = 2.0
 
 
 def rrf_fuse(
@@ -49,18 +58,40 @@ def record_to_hit(record: Record, score: float) -> Hit:
 
 
 class Retriever:
-    """Finds the chunks most relevant to a question across the indexed sources."""
+    """Finds the chunks most relevant to a question across the indexed sources.
 
-    def __init__(self, settings: Settings, *, store: VectorStore, embedders: EmbedderPool) -> None:
+    Hybrid: per source, a dense ranking (Chroma, cosine) and a BM25 ranking (rag.lexical) of
+    `candidates` chunks each; all rankings are fused by weighted reciprocal rank, and the fused
+    score is the hit's score. The weights were tuned on the contextual-code set (docs/retrieval.md).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: VectorStore,
+        embedders: EmbedderPool,
+        lexical: LexicalIndexes | None = None,
+        dense_weight: float = DENSE_WEIGHT,
+        lexical_weight: float = LEXICAL_WEIGHT,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.embedders = embedders
+        self.lexical = (
+            lexical if lexical is not None else LexicalIndexes(settings.ragbot_data_dir / "lexical")
+        )
+        self.dense_weight = dense_weight
+        self.lexical_weight = lexical_weight
 
     def search(self, query: str, *, top_k: int = 5, source: SourceName | None = None) -> list[Hit]:
         sources = [source] if source else list(SOURCES)
         rankings: list[list[str]] = []
+        weights: list[float] = []
         records: dict[str, Record] = {}
+        owners: dict[str, Collection] = {}
         existing = set(self.store.collection_names())
+        depth = max(CANDIDATES, top_k * 2)
         for name in sources:
             embedder = self.embedders.get(self.settings.embedding_model_for(name))
             if self.store.collection_name(name, embedder.key) not in existing:
@@ -68,9 +99,30 @@ class Retriever:
             collection = self.store.collection(name, embedder.key, create=False)
             if collection is None:
                 continue
-            found = collection.query(embedder.embed_query(query), k=max(top_k, 1) * 2)
-            rankings.append([r.id for r in found])
-            records.update({r.id: r for r in found})
-        scores = rrf_fuse(rankings)
+            if self.dense_weight > 0:
+                found = collection.query(embedder.embed_query(query), k=depth)
+                rankings.append([r.id for r in found])
+                weights.append(self.dense_weight)
+                records.update({r.id: r for r in found})
+            if self.lexical_weight > 0:
+                lexical = self.lexical.fresh(collection).search(query, depth)
+                rankings.append([rid for rid, _ in lexical])
+                weights.append(self.lexical_weight)
+                owners.update({rid: collection for rid, _ in lexical})
+        scores = rrf_fuse(rankings, weights, k=HYBRID_RRF_K)
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
-        return [record_to_hit(records[rid], score) for rid, score in ranked]
+        # Chunks found by BM25 alone still need their text and metadata: one get per collection.
+        missing: dict[str, list[str]] = {}
+        for rid, _ in ranked:
+            if rid not in records:
+                missing.setdefault(owners[rid].name, []).append(rid)
+        for ids in missing.values():
+            records.update({r.id: r for r in owners[ids[0]].get(ids)})
+        return [record_to_hit(records[rid], score) for rid, score in ranked if rid in records]
+
+    def refresh_lexical(self, source: SourceName) -> None:
+        """Bring the source's BM25 index up to date now (the ingest calls this after a run)."""
+        embedder = self.embedders.get(self.settings.embedding_model_for(source))
+        collection = self.store.collection(source, embedder.key, create=False)
+        if collection is not None:
+            self.lexical.fresh(collection)

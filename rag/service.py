@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag.config import SOURCES, Settings, SourceName
-from rag.embedding import EmbedderPool
+from rag.embedding import EmbedderPool, embedder_factory
 from rag.generation import Answerer, TokenSink
 from rag.ingest import Ingestor, Progress
+from rag.lexical import LexicalIndexes
 from rag.models import Answer, IngestReport, Turn
 from rag.retrieval import Retriever
 from rag.store import VectorStore
@@ -25,9 +26,10 @@ class RagService:
     def __init__(self, settings: Settings, *, embedders: EmbedderPool | None = None) -> None:
         self.settings = settings
         self.store = VectorStore(settings)
-        self.embedders = embedders or EmbedderPool()
-        self.ingestor = Ingestor(settings, store=self.store, embedders=self.embedders)
-        self.retriever = Retriever(settings, store=self.store, embedders=self.embedders)
+        self.embedders = embedders or EmbedderPool(embedder_factory(settings))
+        self.lexical = LexicalIndexes(settings.ragbot_data_dir / "lexical")
+        self.ingestor = Ingestor(settings, store=self.store, embedders=self.embedders, lexical=self.lexical)
+        self.retriever = Retriever(settings, store=self.store, embedders=self.embedders, lexical=self.lexical)
         self.answerer = Answerer(settings)
         #: Set by rag.scheduler.start_scheduler when this process runs the periodic ingest.
         self.scheduler: SchedulerHandle | None = None

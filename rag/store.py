@@ -64,13 +64,23 @@ def _clean_metadata(meta: dict[str, Any]) -> dict[str, Any]:
 class Collection:
     """One Chroma collection: the chunks of one source embedded by one model."""
 
-    def __init__(self, raw: Any, max_batch: int) -> None:
+    def __init__(self, raw: Any, max_batch: int, client: Any = None) -> None:
         self.raw = raw
         self.name: str = raw.name
         self.max_batch = max(1, max_batch)
+        self.client = client
 
     def count(self) -> int:
         return int(self.raw.count())
+
+    def metadata(self) -> dict[str, Any]:
+        """The collection's metadata as stored now (re-read: another process may have changed it)."""
+        raw = self.client.get_collection(name=self.name, embedding_function=None) if self.client else self.raw
+        return dict(raw.metadata or {})
+
+    def set_metadata(self, values: dict[str, Any]) -> None:
+        """Merge `values` into the collection's metadata."""
+        self.raw.modify(metadata={**self.metadata(), **values})
 
     def upsert(
         self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], extra: Sequence[dict[str, Any]]
@@ -234,7 +244,7 @@ class VectorStore:
                 if name not in self.collection_names():
                     return None
                 raw = self.client.get_collection(name=name, embedding_function=None)
-            return Collection(raw, self.client.get_max_batch_size())
+            return Collection(raw, self.client.get_max_batch_size(), self.client)
         except StoreError:
             raise
         except Exception as e:
