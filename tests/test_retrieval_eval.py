@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -120,7 +121,14 @@ def test_eval_cli_reports_bad_usage_in_one_line_with_exit_code_2(tmp_path: Path)
     from rag.cli import app
 
     runner = CliRunner()
-    missing = runner.invoke(app, ["eval", str(tmp_path / "nowhere"), "--json"])
+    # The command configures logging onto CliRunner's stream, which closes after the call:
+    # put the root logger back so later tests do not log into a closed file.
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.filters[:], root.level)
+    try:
+        missing = runner.invoke(app, ["eval", str(tmp_path / "nowhere"), "--json"])
+    finally:
+        root.handlers[:], root.filters[:], root.level = saved[0], saved[1], saved[2]
     assert missing.exit_code == 2
     assert "codebase_chunks.json" in missing.output
     dataset = write_dataset(tmp_path / "set")
