@@ -12,11 +12,17 @@ from rag.store import VectorStore, chunk_id
 
 
 def test_tokenizer_splits_camel_and_snake_case_and_keeps_the_whole_identifier() -> None:
-    assert tokenize("parseHTTPResponse_v2(x)") == ["parsehttpresponse_v2", "parse", "http", "response", "v2"]
-    assert tokenize("max_batch_size") == ["max_batch_size", "max", "batch", "size"]
+    assert tokenize("parseHTTPResponse_v2(x)") == ["parsehttpresponse_v2", "pars", "http", "respons", "v2"]
+    assert tokenize("max_batch_size") == ["max_batch_s", "max", "batch", "size"]
     assert tokenize("DiffExecutor") == ["diffexecutor", "diff", "executor"]
-    # Stopwords and one-letter words carry nothing; plain words stay whole.
-    assert tokenize("What is the purpose of a retry loop?") == ["purpose", "retry", "loop"]
+    # Stopwords and one-letter words carry nothing; plain words stay whole, then stemmed.
+    assert tokenize("What is the purpose of a retry loop?") == ["purpos", "retri", "loop"]
+
+
+def test_stems_let_plural_and_tense_meet_the_identifier() -> None:
+    # "where are chunk IDs computed?" must match `def compute_chunk_id`.
+    query, code = set(tokenize("where are chunk IDs computed?")), set(tokenize("def compute_chunk_id(x)"))
+    assert {"chunk", "id", "comput"} <= query & code
 
 
 def test_rrf_fusion_orders_by_weighted_reciprocal_rank() -> None:
