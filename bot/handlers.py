@@ -85,7 +85,7 @@ class Handlers:
         answers: AnswerLog,
         limiter: RateLimiter | None = None,
         workers: int = 4,
-        max_pending: int = 16,
+        max_pending: int = 200,
         update_interval: float = 1.0,
         question_limit: int = MAX_QUESTION_CHARS,
         top_k: int = 5,
@@ -105,6 +105,8 @@ class Handlers:
         self.not_ours = SeenKeys(ttl=300.0)  # threads recently checked in Slack: the bot is not in them
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragbot-answer")
         self.jobs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragbot-command")
+        # Questions beyond the busy workers wait in the pool's queue; only past `max_pending`
+        # (far above a burst of 50 at once) does the asker get the "busy, ask again" reply.
         self._slots = threading.BoundedSemaphore(max_pending)
         self._admins: dict[str, tuple[float, bool]] = {}
         self._our_threads: set[str] = set()  # "channel:thread_ts" where the bot has posted an answer

@@ -26,9 +26,21 @@ _BARE = re.compile(r"(?<![\w@])@(channel|here|everyone)\b", re.IGNORECASE)
 
 MAX_QUESTION_CHARS = 2_000
 
+# C0/C1 control characters (but tab and newline) and the bidirectional marks, embeddings,
+# overrides and isolates that can make text display differently from what it says.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def strip_controls(text: str) -> str:
+    """Text without control characters or bidirectional formatting marks."""
+    return _CONTROLS.sub("", text)
+
 
 def neutralise(text: str) -> str:
-    """Text with every broadcast or user-group mention turned into inert words."""
+    """Text with every broadcast or user-group mention turned into inert words (and no control
+    characters or bidirectional marks, which could hide one or make text read backwards)."""
+
+    text = strip_controls(text)
 
     def subteam(m: re.Match[str]) -> str:
         label = (m.group(1) or "@group").lstrip("@")
@@ -63,7 +75,8 @@ def clip_question(text: str, limit: int = MAX_QUESTION_CHARS) -> tuple[str, bool
 
 
 def strip_mentions_of(text: str, user_id: str | None) -> str:
-    """The question without the `<@BOT>` mention that addressed it."""
+    """The question without the `<@BOT>` mention that addressed it (nor control characters)."""
+    text = strip_controls(text)
     if user_id:
         text = re.sub(rf"<@{re.escape(user_id)}(?:\|[^>]*)?>", " ", text)
     return re.sub(r"\s+", " ", text).strip()

@@ -277,3 +277,11 @@ def test_ragbot_run_without_tokens_is_one_line_and_exit_code_2(tmp_path: Path) -
     assert done.stderr.strip().splitlines() == [
         "ragbot: SLACK_APP_TOKEN must be an app-level token starting with xapp-"
     ]
+
+
+def test_control_characters_and_bidi_marks_never_go_out() -> None:
+    from bot.safety import WORD_JOINER, neutralise, strip_mentions_of
+
+    text = "a\x00b\x07c\u202ed\u200fe\u2066f\u2069\x1b[0m\r\x7f\u0085 <!here>\n\tg"
+    assert neutralise(text) == f"abcdef[0m @{WORD_JOINER}here\n\tg"
+    assert strip_mentions_of("<@UBOT> \u202e\x00 ", "UBOT") == ""

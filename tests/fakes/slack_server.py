@@ -227,6 +227,10 @@ class FakeSlack:
     def wait_for_ack(self, envelope_id: str, timeout: float = 30.0) -> dict[str, Any]:
         return self.wait_for(lambda: self.acks.get(envelope_id), timeout, f"ack of {envelope_id}")
 
+    def open_sockets(self) -> list[Any]:
+        with self._lock:
+            return list(self._sockets)
+
     def current_socket(self) -> Any:
         return self.wait_for(lambda: self._sockets[-1] if self._sockets else None, 30, "a socket connection")
 
