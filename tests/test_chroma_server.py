@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from rag.embedding import EmbedderPool
 from rag.service import RagService
 from tests.conftest import git
+from tests.reliability import record
 from tests.servers import ChromaServer, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.reliability]
@@ -42,7 +44,9 @@ def test_ingest_ask_reingest_and_prune_against_a_chroma_server(
     root = git_repo(REPO)
     settings = make_settings(chroma_host="127.0.0.1", chroma_port=chroma.port)
     service = RagService(settings, embedders=embedders)
+    started = time.monotonic()
     (first,) = service.ingest(["code"])
+    ingest_s = time.monotonic() - started
     assert first.ok and first.documents_added == 3
 
     hits = service.retriever.search("how is the database backed up?", top_k=2)
@@ -61,6 +65,14 @@ def test_ingest_ask_reingest_and_prune_against_a_chroma_server(
     other = RagService(make_settings(chroma_host="127.0.0.1", chroma_port=chroma.port), embedders=embedders)
     assert other.status()["sources"]["code"]["documents"] == 2
     assert not settings.chroma_db_dir.exists(), "the embedded directory must stay untouched"
+    record(
+        "Chroma server mode: ingest, ask, incremental re-ingest, pruning against a real `chroma run`",
+        "search finds the right file; re-ingest embeds nothing; deleted file pruned; a second process sees "
+        "the same index; the embedded directory is never created",
+        first_ingest_s=round(ingest_s, 2),
+        documents=first.documents_added,
+        reingest_chunks_embedded=again.chunks_embedded,
+    )
 
 
 def test_unreachable_server_is_one_clear_line(tmp_path: Path, git_repo) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +86,9 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path, git_repo) -> None:
         "CODE_REPO_PATH": str(tmp_path / "repo"),
     }
     ragbot = str(Path(sys.executable).parent / "ragbot")
+    took = []
     for args in (["ingest", "--json"], ["ask", "anything?", "--json"], ["status"]):
+        started = time.monotonic()
         done = subprocess.run(
             [ragbot, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
         )
@@ -83,6 +97,12 @@ def test_unreachable_server_is_one_clear_line(tmp_path: Path, git_repo) -> None:
         assert len(lines) == 1 and "CHROMA_HOST" in lines[0] and str(port) in lines[0], done.stderr
         assert "Traceback" not in done.stderr
         assert done.stdout == ""
+        took.append(time.monotonic() - started)
+    record(
+        "Chroma server unreachable (ingest, ask, status from the CLI)",
+        "exit code 2 and exactly one `ragbot:` line naming CHROMA_HOST and the port; no traceback",
+        slowest_command_s=round(max(took), 1),
+    )
 
 
 def test_server_restart_between_questions(
@@ -96,6 +116,16 @@ def test_server_restart_between_questions(
     assert service.ingest(["code"])[0].ok
     assert service.retriever.search("session token rotation", top_k=1)[0].path == "auth/session.py"
     chroma.stop()
+    started = time.monotonic()
     chroma.start()
+    restart_s = time.monotonic() - started
+    started = time.monotonic()
     assert service.retriever.search("session token rotation", top_k=1)[0].path == "auth/session.py"
+    question_s = time.monotonic() - started
     assert json.dumps(service.status()["sources"]["code"]["documents"]) == "3"
+    record(
+        "Chroma server restarted while the service runs",
+        "the next question after the restart finds the same top result; status still counts 3 documents",
+        server_start_s=round(restart_s, 1),
+        first_question_after_restart_s=round(question_s, 2),
+    )

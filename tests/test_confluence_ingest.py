@@ -19,6 +19,7 @@ from rag.sources.confluence import ConfluenceSource, RetryPolicy
 from rag.store import Collection
 from tests.confluence_samples import FAILOVER_PAGE, SeededSpace, seed_engineering_space
 from tests.fakes.confluence_server import PASSWORD, USERNAME, FakeConfluence
+from tests.reliability import record
 
 pytestmark = pytest.mark.slow
 
@@ -145,6 +146,7 @@ def test_a_page_that_becomes_restricted_is_removed(
     assert space.oncall not in collection(service).document_states()
 
 
+@pytest.mark.reliability
 def test_5xx_mid_listing_fails_the_run_and_leaves_the_index_untouched(
     fake: FakeConfluence, space: SeededSpace, service: RagService
 ) -> None:
@@ -165,6 +167,21 @@ def test_5xx_mid_listing_fails_the_run_and_leaves_the_index_untouched(
     assert report.documents_deleted == 0 and report.chunks_embedded == 0
     assert collection(service).document_states() == before
     assert service.status()["sources"]["confluence"]["last_run"]["ok"] is False
+
+    # The next run, with Confluence healthy again, succeeds and applies the changes.
+    fake.faults.clear()
+    [after] = service.ingest(["confluence"])
+    assert after.ok, after.error
+    assert after.documents_updated == 1 and after.documents_deleted == 1
+    assert space.oncall not in collection(service).document_states()
+    record(
+        "Faults: Confluence HTTP 500 in the middle of a listing (2nd page), then a healthy run",
+        "run reported failed with the HTTP status; nothing deleted or re-embedded, index identical; "
+        "the next run succeeds and applies the edit and the deletion",
+        failed_run_s=round(report.seconds, 2),
+        next_run_updated=after.documents_updated,
+        next_run_deleted=after.documents_deleted,
+    )
 
 
 # ----- the real command line ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from rag.errors import ConfigError
 from rag.sources.base import LoadFailure
 from rag.sources.repository import RepositorySource
 from tests.conftest import git, write_files
+from tests.reliability import record
 
 FILES: dict[str, str | bytes] = {
     "app/main.py": "def main():\n    return 1\n",
@@ -86,6 +87,7 @@ def test_plain_directory_walk_honours_gitignore(tmp_path: Path) -> None:
     assert src.commit is None
 
 
+@pytest.mark.reliability
 def test_symlinks_are_never_followed(tmp_path: Path, git_repo) -> None:  # type: ignore[no-untyped-def]
     outside = tmp_path / "outside"
     write_files(outside, {"passwd.txt": "root:x:0:0\n"})
@@ -100,6 +102,11 @@ def test_symlinks_are_never_followed(tmp_path: Path, git_repo) -> None:  # type:
         assert refs == {"a.py"}
         docs = list(src.load(src.scan()))
         assert all("root:x" not in d.text for d in docs if not isinstance(d, LoadFailure))
+    record(
+        "Repository with symlinks to /etc, to a file and to a folder outside it (git and plain folder)",
+        "no symlink is followed: only the real file is listed and nothing from outside is read",
+        symlinks=3,
+    )
 
 
 def _copy_without_git(root: Path, dest: Path) -> Path:
