@@ -38,6 +38,8 @@ SECTIONS = {
 EXPECTED = [
     (1, "ingest, ask, re-ingest and pruning against `chroma run`", "Chroma server mode"),
     (1, "server unreachable: one clear line", "Chroma server unreachable"),
+    (1, "server down while the bot runs: it says the index is unavailable", "Chroma server stopped"),
+    (1, "hybrid (BM25) ranking identical in server and embedded mode", "BM25"),
     (2, "kill -9 while embedding", "kill -9 while embedding"),
     (2, "kill -9 between storing new chunks and deleting old ones", "kill -9 between"),
     (2, "kill -9 while pruning", "kill -9 while pruning"),

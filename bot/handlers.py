@@ -20,7 +20,7 @@ from bot import formatting, messages
 from bot.dedupe import SeenKeys, event_key, message_key
 from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
-from rag.errors import IngestBusyError, RagError
+from rag.errors import IngestBusyError, RagError, StoreError
 from rag.ingest import resolve_targets
 
 if TYPE_CHECKING:
@@ -288,6 +288,9 @@ class Handlers:
                 len(answer.hits),
                 streamer.updates,
             )
+        except StoreError as e:  # the index (e.g. a Chroma server) is down: say so, stay up
+            log.warning("answering %s/%s: the index is unavailable: %s", channel, ts, e)
+            self._tell(channel, reply_thread, messages.INDEX_UNAVAILABLE, replace=placeholder)
         except Exception:
             error_id = new_error_id()
             log.exception("answering %s/%s failed [error id %s]", channel, ts, error_id)
@@ -398,14 +401,17 @@ class Handlers:
     def _apologise(
         self, channel: str, thread_ts: str | None, error_id: str, *, replace: str | None = None
     ) -> None:
-        text = messages.ERROR.format(error_id=error_id)
+        self._tell(channel, thread_ts, messages.ERROR.format(error_id=error_id), replace=replace)
+
+    def _tell(self, channel: str, thread_ts: str | None, text: str, *, replace: str | None = None) -> None:
+        """Replace the placeholder with `text` (or post it when there is none), never raising."""
         try:
             if replace:
                 self.client.chat_update(channel=channel, ts=replace, text=text, blocks=[])
             else:
                 self._post(channel, thread_ts, text)
         except Exception:
-            log.exception("could not tell the user about error %s", error_id)
+            log.exception("could not tell the user in %s: %s", channel, text)
 
     def _react(self, method: str, channel: str, ts: str) -> None:
         try:

@@ -22,6 +22,10 @@ RATE_LIMITED = (
     "You're asking faster than I can look things up :sweat_smile: — please try again in about {seconds} s."
 )
 OVERLOADED = "I'm answering a lot of questions right now — please ask again in a minute."
+INDEX_UNAVAILABLE = (
+    "The index is unavailable right now (its store cannot be reached), so I can't look anything up. "
+    "Please try again in a few minutes."
+)
 ERROR = "Sorry, something went wrong while answering. (error id `{error_id}` — the logs have the details)"
 
 INGEST_USAGE = (

@@ -215,3 +215,54 @@ def test_confluence_429_storm_is_a_bounded_wait_then_a_reported_failure(
         requests=len(throttled),
         failed_after_s=round(took, 1),
     )
+
+
+def test_chroma_server_down_while_the_bot_runs_says_the_index_is_unavailable(
+    tmp_path: Any, slack: FakeSlack, make_settings: Any, git_repo: Any, fake_llm: FakeLLM, embedders: Any
+) -> None:
+    from tests.servers import ChromaServer
+
+    chroma = ChromaServer(tmp_path / "chroma-server").start()
+    try:
+        settings: Settings = make_settings(
+            chroma_host="127.0.0.1",
+            chroma_port=chroma.port,
+            code_repo_path=git_repo(REPO),
+            code_repo_web_url=WEB_URL,
+            litellm_model="openai/fake",
+            litellm_api_base=fake_llm.url,
+            litellm_api_key="x",
+            slack_bot_token="xoxb-test-token",
+            slack_app_token="xapp-test-token",
+            slack_api_url=slack.api_url,
+        )
+        service = RagService(settings, embedders=embedders)
+        assert service.ingest(["code"])[0].ok
+        bot = SlackBot(settings, service, update_interval=0.05, ping_interval=1.0)
+        bot.start()
+        try:
+            chroma.stop()
+            down = mention(slack, "CGENERAL", "Where is the refund limit configured?")
+            reply = slack.wait_for(
+                lambda: (
+                    [m for m in slack.thread_messages("CGENERAL", down["ts"]) if m.get("bot_id")]
+                    and "Looking through" not in slack.thread_messages("CGENERAL", down["ts"])[-1]["text"]
+                    and slack.thread_messages("CGENERAL", down["ts"])[-1]
+                ),
+                what="the reply while the index is down",
+            )
+            assert "index is unavailable" in reply["text"], reply
+            chroma.start()
+            up = mention(slack, "CGENERAL", "Where is the refund limit configured?")
+            (answer,) = wait_answer(slack, "CGENERAL", up["ts"])
+            assert "Answer to: Where is the refund limit configured?" in block_texts(answer)
+            assert "|shop/settings.py:1-" in block_texts(answer)
+        finally:
+            stop(bot, slack)
+    finally:
+        chroma.stop()
+    record(
+        "Faults: Chroma server stopped while the bot runs, then started again",
+        "the bot stays up and replies that the index is unavailable (no crash, no silence); after the "
+        "restart the next question is answered with sources",
+    )
