@@ -13,6 +13,7 @@ import pytest
 from rag.config import Settings
 from rag.embedding import EmbedderPool
 from tests.fakes.llm_server import FakeLLM
+from tests.fakes.slack_server import FakeSlack
 
 CONTRACT_VARS = [
     "CHROMA_DB_DIR",
@@ -132,3 +133,11 @@ def git_repo(tmp_path: Path):  # type: ignore[no-untyped-def]
         return root
 
     return make
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """A fake Slack (Web API + Socket Mode) on 127.0.0.1 that the real Bolt app connects to."""
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()

@@ -24,13 +24,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.reliability]
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def settings(make_settings: Any, git_repo: Any, fake_llm: FakeLLM, slack: FakeSlack) -> Settings:
     settings: Settings = make_settings(
         code_repo_path=git_repo(REPO),

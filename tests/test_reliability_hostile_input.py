@@ -59,13 +59,6 @@ def obey_injection(messages: list[dict[str, Any]]) -> str:
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def confluence() -> Iterator[FakeConfluence]:
     fake = FakeConfluence().start()
     fake.add_space("OPS", "Operations")

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,6 @@ REPO: dict[str, str | bytes] = {
     "ops/rotate_keys.py": "def rotate_api_keys(vault):\n    '''Rotate every API key stored in the vault.'''\n    return vault.rotate()\n",
     "README.md": "# Keys service\n\nRotates keys nightly.\n",
 }
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 def scheduler_runs(data_dir: Path) -> list[tuple[str, int, str]]:

@@ -38,13 +38,6 @@ BROADCASTS = ("<!channel", "<!here", "<!everyone", "<!subteam", "@channel", "@he
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def settings(make_settings: Any, git_repo: Any, fake_llm: FakeLLM, slack: FakeSlack) -> Settings:
     repo = git_repo(REPO)
     return make_settings(
