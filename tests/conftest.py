@@ -12,6 +12,8 @@ import pytest
 
 from rag.config import Settings
 from rag.embedding import EmbedderPool
+from tests.confluence_samples import SeededSpace, seed_engineering_space
+from tests.fakes.confluence_server import FakeConfluence
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_server import FakeSlack
 
@@ -141,3 +143,17 @@ def slack() -> Iterator[FakeSlack]:
     fake = FakeSlack().start()
     yield fake
     fake.stop()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeConfluence]:
+    """A fake Confluence REST server (context path /wiki) on 127.0.0.1."""
+    server = FakeConfluence().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def space(fake: FakeConfluence) -> SeededSpace:
+    """The ENG space seeded with realistic pages."""
+    return seed_engineering_space(fake)

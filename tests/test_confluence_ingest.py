@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from rag.embedding import EmbedderPool
 from rag.service import RagService
 from rag.sources.confluence import ConfluenceSource, RetryPolicy
 from rag.store import Collection
-from tests.confluence_samples import FAILOVER_PAGE, SeededSpace, seed_engineering_space
+from tests.confluence_samples import FAILOVER_PAGE, SeededSpace
 from tests.fakes.confluence_server import PASSWORD, USERNAME, FakeConfluence
 from tests.reliability import record
 
@@ -25,18 +24,6 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = RetryPolicy(max_attempts=3, max_seconds=5.0, backoff_base=0.01, backoff_max=0.02)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeConfluence]:
-    server = FakeConfluence().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def space(fake: FakeConfluence) -> SeededSpace:
-    return seed_engineering_space(fake)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from rag.errors import ConfigError, SourceError
 from rag.models import Document
 from rag.sources.base import DocumentRef, LoadFailure
 from rag.sources.confluence import ConfluenceClient, ConfluenceSource, RetryPolicy
-from tests.confluence_samples import SeededSpace, seed_engineering_space
+from tests.confluence_samples import SeededSpace
 from tests.fakes.confluence_server import PASSWORD, TOKEN, USERNAME, FakeConfluence
 
 FAST = RetryPolicy(max_attempts=4, max_seconds=10.0, retry_after_cap=5.0, backoff_base=0.01, backoff_max=0.05)
@@ -26,18 +25,6 @@ class SleepRecorder:
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeConfluence]:
-    server = FakeConfluence().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def space(fake: FakeConfluence) -> SeededSpace:
-    return seed_engineering_space(fake)
 
 
 def make_source(fake: FakeConfluence, **overrides: Any) -> ConfluenceSource:
