@@ -49,6 +49,15 @@ CONTRACT_VARS = [
     "RAGBOT_API_TOKEN",
     "LOG_LEVEL",
     "LOG_FORMAT",
+    # Additions (v2)
+    "RAGBOT_SOURCES_FILE",
+    "SLACK_ALLOWED_CHANNELS",
+    "SLACK_ALLOW_EXTERNAL_USERS",
+    "SLACK_SHARED_CHANNELS",
+    "RAGBOT_METRICS_PORT",
+    "RAGBOT_METRICS_HOST",
+    "RAGBOT_LIVENESS_GRACE_SECONDS",
+    "RAGBOT_RETENTION_DAYS",
 ]
 
 # Offline, deterministic, no proxies: set for the whole session (and inherited by subprocesses).
