@@ -157,7 +157,7 @@ class SlackBot:
             identity.get("bot_id"),
             identity.get("team"),
         )
-        log.info("configured sources: %s", ", ".join(self.settings.configured_sources()) or "none")
+        log.info("configured sources: %s", self.service.registry.describe_names())
         app = create_app(
             self.settings, self.service, client=client, identity=identity, **self.handler_options
         )

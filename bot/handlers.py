@@ -20,8 +20,7 @@ from bot import formatting, messages
 from bot.dedupe import SeenKeys, event_key, message_key
 from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
-from rag.errors import IngestBusyError, RagError, StoreError
-from rag.ingest import resolve_targets
+from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
 
 if TYPE_CHECKING:
     from slack_bolt import App
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 #: message subtypes that are still a person writing a question
 QUESTION_SUBTYPES = {None, "file_share", "thread_broadcast"}
-INGEST_ARGS = ("all", "code", "confluence", "status")
 ADMIN_CACHE_SECONDS = 600.0
 
 
@@ -302,14 +300,17 @@ class Handlers:
     # ----- /ragingest ------------------------------------------------------------------------
 
     def on_ragingest(self, ack: Callable[..., None], command: dict[str, Any], respond: Any) -> None:
-        arg = (command.get("text") or "").strip().lower() or "all"
+        words = (command.get("text") or "").replace(",", " ").lower().split() or ["all"]
         user = command.get("user_id", "")
-        if arg not in INGEST_ARGS:
-            ack(text=messages.INGEST_USAGE)
-            return
-        if arg == "status":
+        arg = " ".join(words)
+        if words == ["status"]:
             ack(text=messages.INGEST_STATUS_ACK)
             self.jobs.submit(self._status_job, respond=respond, user=user)
+            return
+        try:
+            self.service.registry.resolve(words)
+        except ConfigError as e:  # an unknown target: say which names exist (ephemeral, like every ack)
+            ack(text=f"{e}\n" + messages.INGEST_USAGE.format(names=self.service.registry.describe_names()))
             return
         ack(text=messages.INGEST_ACK.format(arg=arg))
         self.jobs.submit(self._ingest_job, arg=arg, user=user, respond=respond)
@@ -320,10 +321,11 @@ class Handlers:
                 log.info("refused /ragingest %s from %s", arg, user)
                 self._respond(respond, user, messages.INGEST_REFUSED)
                 return
-            targets = resolve_targets(self.settings, arg)
+            words = arg.split()
+            targets = self.service.registry.resolve(words)
             self.service.ingestor.preflight(targets)  # a config problem is one clear line, not a failed run
-            log.info("/ragingest %s by %s: ingesting %s", arg, user, ", ".join(targets))
-            reports = self.service.ingest(targets, trigger=f"slack:{user}")
+            log.info("/ragingest %s by %s: ingesting %s", arg, user, ", ".join(s.name for s in targets))
+            reports = self.service.ingest(targets, trigger=f"slack:{user}", prune_removed="all" in words)
             self._respond(respond, user, ingest_summary(reports))
         except IngestBusyError as e:
             self._respond(respond, user, messages.INGEST_BUSY.format(reason=str(e)))
@@ -425,6 +427,9 @@ def ingest_summary(reports: list[IngestReport]) -> str:
     for r in reports:
         errors = f"; {len(r.errors)} document(s) failed" if r.errors else ""
         data = r.to_json()
+        if r.removed:
+            lines.append(messages.INGEST_REMOVED_LINE.format(**data))
+            continue
         status = "ok" if r.ok else f"FAILED ({r.error})"
         lines.append(messages.INGEST_REPORT_LINE.format(**{**data, "status": status, "errors": errors}))
     took = f" in {sum(r.seconds for r in reports):.1f} s" if reports else ""
@@ -435,7 +440,11 @@ def status_text(status: dict[str, Any]) -> str:
     """`/ragingest status`: per-source size and last run, a running ingest, recent runs."""
     lines = ["*Index status*"]
     for name, info in status.get("sources", {}).items():
-        state = "configured" if info.get("configured") else "not configured"
+        state = (
+            f"{info.get('kind')}, {info.get('location')}"
+            if info.get("configured")
+            else f"{info.get('kind')}, no longer configured"
+        )
         last = info.get("last_run")
         when = (
             f"last run {last['finished_at']} by {last['trigger']}: "
@@ -456,7 +465,8 @@ def status_text(status: dict[str, Any]) -> str:
         for run in recent[:5]:
             outcome = "ok" if run["ok"] else f"failed: {run.get('error')}"
             lines.append(
-                f"• {run['finished_at']} {run['source']} ({run['trigger']}): {outcome}, "
+                f"• {run['finished_at']} {run.get('source_name') or run['source']} ({run['trigger']}): "
+                f"{outcome}, "
                 f"{run.get('documents_added') or 0} added, {run.get('documents_updated') or 0} updated, "
                 f"{run.get('documents_deleted') or 0} deleted"
             )

@@ -29,8 +29,9 @@ INDEX_UNAVAILABLE = (
 ERROR = "Sorry, something went wrong while answering. (error id `{error_id}` — the logs have the details)"
 
 INGEST_USAGE = (
-    "Usage: `/ragingest [all|code|confluence|status]` — `all` (the default) re-indexes every "
-    "configured source, `status` shows the index size and the last runs."
+    "Usage: `/ragingest [TARGET ...|status]` — a target is a source name, a kind (`code`, "
+    "`confluence`) or `all` (the default: every configured source); `status` shows the index "
+    "size and the last runs. Configured sources: {names}."
 )
 INGEST_ACK = "Got it: `/ragingest {arg}` — working on it…"
 INGEST_STATUS_ACK = "Fetching the index status…"
@@ -43,8 +44,11 @@ INGEST_STARTED = "Ingest of {targets} started; I'll report back here when it is 
 INGEST_FAILED = "The ingest could not run: {reason}"
 INGEST_ERROR = "Sorry, the ingest failed unexpectedly. (error id `{error_id}` — the logs have the details)"
 INGEST_DONE = "Ingest finished{took}:\n{lines}"
+INGEST_REMOVED_LINE = (
+    "• *{source_name}*: removed — no longer configured; {documents_deleted} documents deleted"
+)
 INGEST_REPORT_LINE = (
-    "• *{source}*: {status} — {documents_seen} seen, {documents_added} added, {documents_updated} "
+    "• *{source_name}*: {status} — {documents_seen} seen, {documents_added} added, {documents_updated} "
     "updated, {documents_deleted} deleted, {documents_unchanged} unchanged; {chunks_embedded} chunks "
     "embedded in {seconds:.1f} s{errors}"
 )

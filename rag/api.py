@@ -1,10 +1,12 @@
 """The HTTP API (`ragbot serve`): the original backend's routes, plus /healthz and OpenAPI docs.
 
-- `POST /ingest_confluence`, `POST /ingest_local_code`: ingest one source now; the body of the
-  answer is that source's report as in `ingest --json` (502 when the source failed as a whole,
-  409 when another ingest is running).
-- `POST /query` `{"session_id", "query", "top_k"}`: the `ask --json` document; a session keeps
-  its recent turns like a Slack thread.
+- `POST /ingest` `{"targets": ["backend"], "full": false}`: ingest those targets now; the answer
+  is the `ingest --json` document (`{"sources": [...]}`; 502 when a source failed as a whole).
+- `POST /ingest_confluence`, `POST /ingest_local_code`: ingest every source of that kind now; with
+  one such source the body is its report as in `ingest --json` (v1), with several the
+  `{"sources": [...]}` document (502 when one failed as a whole, 409 when another ingest runs).
+- `POST /query` `{"session_id", "query", "top_k", "source"}`: the `ask --json` document; a session
+  keeps its recent turns like a Slack thread; `source` is a target (name, kind or `all`).
 - `GET /healthz`: no token; index size, last runs and next scheduled run, no secrets.
 
 Every route but /healthz and the docs needs `Authorization: Bearer $RAGBOT_API_TOKEN` when the
@@ -22,7 +24,7 @@ import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from rag.config import Settings, SourceName
+from rag.config import Settings
 from rag.errors import ConfigError, IngestBusyError, RagError
 from rag.memory import ConversationMemory
 
@@ -81,6 +83,7 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
     for name, info in status["sources"].items():
         last = info.get("last_run")
         sources[name] = {
+            "kind": info.get("kind"),
             "configured": info["configured"],
             "documents": info["documents"],
             "chunks": info["chunks"],
@@ -152,10 +155,19 @@ def create_app(
     class IngestRequest(BaseModel):
         full: bool = Field(False, description="Re-embed everything, not only what changed.")
 
+    class TargetsRequest(BaseModel):
+        targets: list[str] = Field(
+            default_factory=lambda: ["all"],
+            description="Source names, kinds (code, confluence) or all.",
+            max_length=200,
+        )
+        full: bool = Field(False, description="Re-embed everything, not only what changed.")
+
     class QueryRequest(BaseModel):
         session_id: str = Field("default", min_length=1, max_length=200)
         query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS)
         top_k: int = Field(5, ge=1, le=50)
+        source: str | None = Field(None, max_length=100, description="A target: source name, kind or all.")
 
         @field_validator("query")
         @classmethod
@@ -207,12 +219,9 @@ def create_app(
     status_cache: dict[str, Any] = {}
     status_lock = threading.Lock()
 
-    def run_ingest(target: SourceName, full: bool) -> JSONResponse:
-        from rag.ingest import resolve_targets
-
+    def run_ingest(targets: list[str], full: bool, *, whole_document: bool = False) -> JSONResponse:
         try:
-            targets = resolve_targets(settings, target)
-            reports = service.ingest(targets, full=full, trigger="api")
+            reports = service.ingest(targets or ["all"], full=full, trigger="api")
         except IngestBusyError as e:
             raise Problem(409, str(e)) from e
         except ConfigError as e:
@@ -224,8 +233,20 @@ def create_app(
                 status_cache.clear()
         if not reports:  # cancelled by shutdown before it began
             raise Problem(503, "the server is shutting down")
-        report = reports[0]
-        return JSONResponse(report.to_json(), status_code=200 if report.ok else 502)
+        ok = all(r.ok for r in reports)
+        if len(reports) == 1 and not whole_document:
+            return JSONResponse(reports[0].to_json(), status_code=200 if ok else 502)  # the v1 shape
+        return JSONResponse({"sources": [r.to_json() for r in reports]}, status_code=200 if ok else 502)
+
+    @app.post(
+        "/ingest",
+        dependencies=[Depends(require_token)],
+        summary="Ingest the given targets now (source names, kinds or all)",
+        responses={409: {"description": "an ingest is already running"}},
+    )
+    def ingest(body: TargetsRequest | None = None) -> JSONResponse:
+        body = body or TargetsRequest(full=False)
+        return run_ingest(body.targets, body.full, whole_document=True)
 
     # Plain `def` routes: FastAPI runs them in its threadpool, so an ingest or a model call
     # never blocks the event loop (and /healthz answers meanwhile).
@@ -237,7 +258,7 @@ def create_app(
         responses={409: {"description": "an ingest is already running"}},
     )
     def ingest_confluence(body: IngestRequest | None = None) -> JSONResponse:
-        return run_ingest("confluence", bool(body and body.full))
+        return run_ingest(["confluence"], bool(body and body.full))
 
     @app.post(
         "/ingest_local_code",
@@ -246,13 +267,17 @@ def create_app(
         responses={409: {"description": "an ingest is already running"}},
     )
     def ingest_local_code(body: IngestRequest | None = None) -> JSONResponse:
-        return run_ingest("code", bool(body and body.full))
+        return run_ingest(["code"], bool(body and body.full))
 
     @app.post("/query", dependencies=[Depends(require_token)], summary="Answer a question, with sources")
     def query(body: QueryRequest) -> dict[str, Any]:
         memory = sessions.get(body.session_id)
         try:
-            answer = service.ask(body.query.strip(), top_k=body.top_k, history=memory.turns())
+            answer = service.ask(
+                body.query.strip(), top_k=body.top_k, source=body.source, history=memory.turns()
+            )
+        except ConfigError as e:
+            raise Problem(400, str(e)) from e
         except RagError as e:
             raise Problem(503, str(e)) from e
         memory.add(body.query.strip(), answer.text)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag.models import Chunk, Document
+from rag.sources.weblinks import line_anchor
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -186,7 +187,7 @@ class LineChunker:
     ) -> Chunk:
         url = doc.url
         if url and doc.path:
-            url = f"{url}#L{start}" + (f"-L{end}" if end != start else "")
+            url = line_anchor(url, start, end)  # GitHub, GitLab and Bitbucket each have their own
         return Chunk(
             source=doc.source,
             doc_id=doc.doc_id,

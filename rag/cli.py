@@ -7,7 +7,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -27,17 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-
-class IngestTarget(StrEnum):
-    all = "all"
-    code = "code"
-    confluence = "confluence"
-
-
-class SourceChoice(StrEnum):
-    code = "code"
-    confluence = "confluence"
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -115,36 +103,49 @@ def ingest_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] |
 
 @app.command()
 def ingest(
-    target: Annotated[IngestTarget, typer.Argument(help="Which source to ingest.")] = IngestTarget.all,
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Source names, kinds (code, confluence) or all (the default).", show_default=False
+        ),
+    ] = None,
     full: Annotated[bool, typer.Option("--full", help="Re-embed everything, not only what changed.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
-    """Ingest now (incremental unless --full)."""
-    from rag.ingest import resolve_targets
-
+    """Ingest now (incremental unless --full); `all` also prunes sources no longer configured."""
+    wanted = targets or ["all"]
     with edge():
-        settings, service = settings_and_service()
-        targets = resolve_targets(settings, target.value)
-        service.ingestor.preflight(targets)
+        _, service = settings_and_service()
+        specs = service.registry.resolve(wanted)
+        service.ingestor.preflight(specs)
         with ingest_progress(True) as progress:
-            reports = service.ingest(targets, full=full, trigger="cli", progress=progress)
+            reports = service.ingest(
+                specs, full=full, trigger="cli", progress=progress, prune_removed="all" in wanted
+            )
     if as_json:
         emit_json({"sources": [r.to_json() for r in reports]})
     else:
         for r in reports:
+            name = r.source_name
             if not r.ok:
-                typer.echo(f"ragbot: {r.source}: {r.error}", err=True)
+                typer.echo(f"ragbot: {name}: {r.error}", err=True)
+                continue
+            if r.removed:
+                typer.echo(
+                    f"{name}: removed — no longer configured; {r.documents_deleted} documents deleted",
+                    err=True,
+                )
                 continue
             typer.echo(
-                f"{r.source}: ok — {r.documents_seen} seen, {r.documents_added} added, "
+                f"{name}: ok — {r.documents_seen} seen, {r.documents_added} added, "
                 f"{r.documents_updated} updated, {r.documents_deleted} deleted, "
                 f"{r.documents_unchanged} unchanged; {r.chunks_embedded} chunks embedded in {r.seconds:.1f}s",
                 err=True,
             )
             for w in r.warnings:
-                typer.echo(f"{r.source}: warning: {w}", err=True)
+                typer.echo(f"{name}: warning: {w}", err=True)
             for err in r.errors:
-                typer.echo(f"{r.source}: {err['document']}: {err['error']}", err=True)
+                typer.echo(f"{name}: {err['document']}: {err['error']}", err=True)
     config_failures = [r for r in reports if r.config_error]
     if config_failures:
         if as_json:  # the report went to stdout; the reason still gets its one line
@@ -172,7 +173,12 @@ def render_answer(answer: Any) -> str:
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=50, help="How many sources to retrieve.")] = 5,
-    source: Annotated[SourceChoice | None, typer.Option("--source", help="Search only this source.")] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="Search only this target: a source name, a kind (code, confluence) or all."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON on stdout.")] = False,
 ) -> None:
     """Answer one question."""
@@ -180,7 +186,7 @@ def ask(
         fail("the question is empty", 2)
     with edge():
         _, service = settings_and_service()
-        answer = service.ask(question, top_k=top_k, source=source.value if source else None)
+        answer = service.ask(question, top_k=top_k, source=source)
     if as_json:
         emit_json(answer.to_json())
     else:
@@ -256,8 +262,9 @@ def status(
             if last
             else "never ingested"
         )
+        where = info["location"] if info["configured"] else "no longer configured (next ingest all prunes it)"
         typer.echo(
-            f"{name}: {info['documents']} documents, {info['chunks']} chunks, "
+            f"{name} ({info['kind']}, {where}): {info['documents']} documents, {info['chunks']} chunks, "
             f"model {info['embedding_model']}; {when}"
         )
     if data["ingest_running"]:

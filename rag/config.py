@@ -10,8 +10,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from rag.errors import ConfigError
 
-SourceName = Literal["code", "confluence"]
-SOURCES: tuple[SourceName, ...] = ("code", "confluence")
+#: The kinds of source: each has one Source implementation (rag/sources/) and its own collections.
+SourceKind = Literal["code", "confluence"]
+KINDS: tuple[SourceKind, ...] = ("code", "confluence")
 
 
 def _split_csv(value: object) -> object:
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     chroma_host: str | None = Field(None, alias="CHROMA_HOST")
     chroma_port: int = Field(8000, alias="CHROMA_PORT", ge=1, le=65535)
     ragbot_data_dir: Path = Field(Path("./.ragbot"), alias="RAGBOT_DATA_DIR")
+    ragbot_sources_file: Path | None = Field(None, alias="RAGBOT_SOURCES_FILE")
 
     code_repo_path: Path = Field(Path("./src"), alias="CODE_REPO_PATH")
     code_repo_url: str | None = Field(None, alias="CODE_REPO_URL")
@@ -127,7 +129,7 @@ class Settings(BaseSettings):
             return cls.model_fields[info.field_name or ""].default
         return value
 
-    @field_validator("chunk_size", "chunk_overlap", "chroma_port", mode="before")
+    @field_validator("chunk_size", "chunk_overlap", "chroma_port", "ragbot_sources_file", mode="before")
     @classmethod
     def _blank_int_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -149,17 +151,9 @@ class Settings(BaseSettings):
     def confluence_configured(self) -> bool:
         return bool(self.confluence_url)
 
-    def configured_sources(self) -> list[SourceName]:
-        sources: list[SourceName] = []
-        if self.code_configured:
-            sources.append("code")
-        if self.confluence_configured:
-            sources.append("confluence")
-        return sources
-
-    def embedding_model_for(self, source: SourceName) -> str | None:
-        """The model id for a source's collection; None means the bundled default."""
-        if source == "code" and self.code_emb_model:
+    def embedding_model_for(self, kind: str) -> str | None:
+        """The model id for a kind's collection; None means the bundled default."""
+        if kind == "code" and self.code_emb_model:
             return self.code_emb_model
         return self.local_emb_model
 

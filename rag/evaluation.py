@@ -23,6 +23,7 @@ from rag.embedding import EmbedderPool, embedder_factory
 from rag.errors import ConfigError
 from rag.models import Chunk, Document, content_hash
 from rag.retrieval import DENSE_WEIGHT, LEXICAL_WEIGHT, Retriever
+from rag.sources.registry import RepositorySpec, SourceRegistry
 from rag.store import VectorStore, chunk_id
 
 log = logging.getLogger(__name__)
@@ -196,10 +197,12 @@ def evaluate(
             progress(f"embedding {len(chunks)} chunks with {embedder.name}")
         vectors = embedder.embed_documents([c.embed_text for c in chunks])
         collection.upsert(chunks, vectors, [{} for _ in chunks])
+        collection.register_source("code")
         retriever = Retriever(
             tmp_settings,
             store=store,
             embedders=embedders,
+            registry=SourceRegistry([RepositorySpec(name="code", path=Path(tmp))]),
             dense_weight=DENSE_WEIGHT if dense_weight is None else dense_weight,
             lexical_weight=LEXICAL_WEIGHT if lexical_weight is None else lexical_weight,
         )
@@ -208,7 +211,7 @@ def evaluate(
         match = _CoverMatcher(dataset) if rechunk else None
         golden_ranks: list[list[int | None]] = []
         for q in dataset.queries:
-            hits = retriever.search(q.query, top_k=top, source="code")
+            hits = retriever.search(q.query, top_k=top, sources=["code"])
             ranks: list[int | None] = []
             for gold in q.golden:
                 rank = None

@@ -12,19 +12,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rag.chunking import LineChunker, SyntaxChunker
-from rag.config import Settings, SourceName
+from rag.config import KINDS, Settings
 from rag.embedding import Embedder, EmbedderPool
 from rag.errors import ConfigError, IngestCancelled, ModelError, RagError, StoreError
 from rag.lexical import LexicalIndexes, bump_generation
 from rag.locking import IngestLock
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
-from rag.sources import build_source
 from rag.sources.base import DocumentRef, LoadFailure, Source
+from rag.sources.registry import SourceRegistry, SourceSpec
 from rag.state import StateDB
 from rag.store import Collection, DocumentState, VectorStore, chunk_id
 
@@ -34,7 +34,7 @@ FLUSH_CHUNKS = 512
 
 #: progress(source, documents_done, documents_to_process)
 Progress = Callable[[str, int, int], None]
-SourceFactory = Callable[[Settings, SourceName], Source]
+SourceFactory = Callable[[Settings, SourceSpec], Source]
 
 
 @dataclass
@@ -69,16 +69,20 @@ class Ingestor:
         *,
         store: VectorStore,
         embedders: EmbedderPool,
-        source_factory: SourceFactory = build_source,
+        registry: SourceRegistry | None = None,
+        source_factory: SourceFactory | None = None,
         lexical: LexicalIndexes | None = None,
     ) -> None:
         self.settings = settings
+        self.registry = registry if registry is not None else SourceRegistry.from_settings(settings)
         self.lexical = (
             lexical if lexical is not None else LexicalIndexes(settings.ragbot_data_dir / "lexical")
         )
         self.store = store
         self.embedders = embedders
-        self.source_factory = source_factory
+        self.source_factory: SourceFactory = source_factory or (
+            lambda settings, spec: self.registry.build(spec, settings)
+        )
         self.state = StateDB(settings.ragbot_data_dir)
         self._cancelled = threading.Event()
 
@@ -97,58 +101,97 @@ class Ingestor:
     def lock(self, holder: str) -> IngestLock:
         return IngestLock(self.settings.ragbot_data_dir, holder=holder)
 
-    def preflight(self, targets: Sequence[SourceName]) -> None:
+    def preflight(self, targets: Sequence[SourceSpec]) -> None:
         """Validate what each target needs before any work: source, model, store (one error)."""
-        for name in targets:
-            source = self.source_factory(self.settings, name)
+        for spec in targets:
+            source = self.source_factory(self.settings, spec)
             check = getattr(source, "check", None)
             if check is not None:
                 check()
-            self.embedders.get(self.settings.embedding_model_for(name)).token_limit()
+        for kind in {spec.kind for spec in targets}:
+            self.embedders.get(self.settings.embedding_model_for(kind)).token_limit()
         self.store.collection_names()
 
     def run(
         self,
-        targets: Sequence[SourceName],
+        targets: Sequence[SourceSpec],
         *,
         full: bool = False,
         trigger: str = "cli",
         progress: Progress | None = None,
+        prune_removed: bool = False,
     ) -> list[IngestReport]:
-        """Ingest each target in turn. Raises IngestBusyError if another ingest is running."""
+        """Ingest each target in turn; with `prune_removed` (`ingest all`, the scheduler), then
+        delete the sources that are no longer configured. Raises IngestBusyError if another
+        ingest is running."""
         reports = []
         with self.lock(trigger):
-            for name in targets:
+            for spec in targets:
                 if self._cancelled.is_set():
                     break
                 started = time.time()
-                report = self.run_source(name, full=full, progress=progress)
+                report = self.run_source(spec, full=full, progress=progress)
                 self.state.record_run(report, started_at=started, trigger=trigger)
+                reports.append(report)
+            if prune_removed and not self._cancelled.is_set():
+                if all(r.ok for r in reports):
+                    for report in self._prune_removed_sources():
+                        self.state.record_run(report, started_at=time.time(), trigger=trigger)
+                        reports.append(report)
+                else:
+                    # A run that could not list every configured source does not judge what is
+                    # gone: a misconfigured or unreachable source must not cost another its index.
+                    log.warning("removed sources are pruned only by a run in which every source succeeded")
+        return reports
+
+    def _prune_removed_sources(self) -> list[IngestReport]:
+        """Delete every indexed source that the configuration no longer names."""
+        reports: list[IngestReport] = []
+        configured = set(self.registry.names())
+        for kind in KINDS:
+            embedder = self.embedders.get(self.settings.embedding_model_for(kind))
+            collection = self.store.collection(kind, embedder.key, create=False)
+            if collection is None:
+                continue
+            for name in collection.source_names():
+                if name in configured:
+                    continue
+                t0 = time.monotonic()
+                report = IngestReport(source=kind, source_name=name, removed=True)
+                states = collection.document_states(name)
+                for state in states.values():
+                    collection.delete_ids(state.ids)
+                report.documents_deleted = len(states)
+                collection.forget_source(name)
+                bump_generation(collection)
+                report.seconds = time.monotonic() - t0
+                log.info("source %s is no longer configured: %d document(s) deleted", name, len(states))
                 reports.append(report)
         return reports
 
     def run_source(
-        self, name: SourceName, *, full: bool = False, progress: Progress | None = None
+        self, spec: SourceSpec, *, full: bool = False, progress: Progress | None = None
     ) -> IngestReport:
         """One source, without taking the lock (the caller holds it)."""
         t0 = time.monotonic()
-        report = IngestReport(source=name)
+        report = IngestReport(source=spec.kind, source_name=spec.name)
         try:
-            self._run(name, report, full=full, progress=progress)
+            self._run(spec, report, full=full, progress=progress)
         except RagError as e:
             report.ok = False
             report.error = str(e)
             report.config_error = isinstance(e, ConfigError | ModelError | StoreError)
-            log.error("ingest of %s failed: %s", name, e)
+            log.error("ingest of %s failed: %s", spec.name, e)
         except Exception as e:  # an unexpected bug must not kill the scheduler or the bot
             report.ok = False
             report.error = f"unexpected error: {type(e).__name__}: {e}"
-            log.exception("ingest of %s failed unexpectedly", name)
+            log.exception("ingest of %s failed unexpectedly", spec.name)
         report.seconds = time.monotonic() - t0
         return report
 
-    def _run(self, name: SourceName, report: IngestReport, *, full: bool, progress: Progress | None) -> None:
-        source = self.source_factory(self.settings, name)
+    def _run(self, spec: SourceSpec, report: IngestReport, *, full: bool, progress: Progress | None) -> None:
+        name = spec.name
+        source = self.source_factory(self.settings, spec)
         log.info("ingesting %s: %s", name, source.describe())
         source.prepare()
         refs = source.scan()  # raises when the listing is incomplete: nothing is deleted then
@@ -157,11 +200,12 @@ class Ingestor:
             report.warnings.append(f"{source.describe()} has no documents to index")
             log.warning("%s has no documents to index", source.describe())
 
-        embedder = self.embedders.get(self.settings.embedding_model_for(name))
+        embedder = self.embedders.get(self.settings.embedding_model_for(spec.kind))
         chunker = make_chunker(self.settings, embedder)
-        collection = self.store.collection(name, embedder.key)
+        collection = self.store.collection(spec.kind, embedder.key)
         assert collection is not None
-        states = collection.document_states()
+        collection.register_source(name)  # before any write, so a removal can always find it
+        states = collection.document_states(name)
         signature = chunker.signature
 
         to_load: list[DocumentRef] = []
@@ -187,7 +231,7 @@ class Ingestor:
                 log.warning("%s: %s", item.doc_id, item.error)
             else:
                 try:
-                    pending.append(self._prepare(item, chunker, states.get(item.doc_id)))
+                    pending.append(self._prepare(item, name, chunker, states.get(item.doc_id)))
                 except Exception as e:  # one bad document must not stop the run
                     report.errors.append({"document": item.doc_id, "error": f"{type(e).__name__}: {e}"})
                     log.warning("cannot chunk %s: %s", item.doc_id, e, exc_info=True)
@@ -220,13 +264,15 @@ class Ingestor:
         if report.documents_deleted:
             bump_generation(collection)  # every process's BM25 index is stale now
 
-    def _prepare(self, doc: Document, chunker: LineChunker, previous: DocumentState | None) -> _Pending:
+    def _prepare(
+        self, doc: Document, source_name: str, chunker: LineChunker, previous: DocumentState | None
+    ) -> _Pending:
         text, redactions = redact(doc.text)
         if redactions:
             log.info("%s: redacted %d secret value(s) before indexing", doc.doc_id, redactions)
             doc = Document(**{**doc.__dict__, "text": text})
         fingerprint = f"{doc.fingerprint()}|{chunker.signature}"
-        chunks = chunker.chunk(doc)
+        chunks = [replace(c, source_name=source_name) for c in chunker.chunk(doc)]
         extra = {**doc.metadata, "doc_fingerprint": fingerprint, "doc_chunks": len(chunks)}
         return _Pending(doc, chunks, fingerprint, previous, extra)
 
@@ -241,7 +287,7 @@ class Ingestor:
         collection.upsert(chunks, vectors, extras)
         stale: list[str] = []
         for p in pending:
-            new_ids = {chunk_id(c.source, c.doc_id, c.index) for c in p.chunks}
+            new_ids = {chunk_id(c.source_name, c.doc_id, c.index) for c in p.chunks}
             if not p.chunks and p.previous is None:
                 report.documents_unchanged += 1  # nothing to index before or now
             elif p.previous is not None:
@@ -256,19 +302,6 @@ class Ingestor:
         bump_generation(collection)
 
 
-def resolve_targets(settings: Settings, target: str) -> list[SourceName]:
-    """`all` → every configured source; a named source → that one (ConfigError if unset)."""
-    if target == "all":
-        targets = settings.configured_sources()
-        if not targets:
-            raise ConfigError(
-                "no source configured: set CODE_REPO_PATH (or CODE_REPO_URL) and/or CONFLUENCE_URL"
-            )
-        return targets
-    if target == "code":
-        return ["code"]
-    if target == "confluence":
-        if not settings.confluence_configured:
-            raise ConfigError("CONFLUENCE_URL is not set")
-        return ["confluence"]
-    raise ConfigError(f"unknown source {target!r}: use code, confluence or all")
+def resolve_targets(registry: SourceRegistry, targets: Sequence[str]) -> list[SourceSpec]:
+    """Targets (source names, kinds, `all`) → the configured sources; ConfigError names the choices."""
+    return registry.resolve(targets or ["all"])

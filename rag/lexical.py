@@ -15,7 +15,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GENERATION_KEY = "lexical_generation"
-FORMAT_VERSION = 2  # 2: terms are Snowball-stemmed
+FORMAT_VERSION = 3  # 2: terms are Snowball-stemmed; 3: each record's source name
 
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 # camelCase / PascalCase / ACRONYMCase / digits boundaries inside one identifier part
@@ -98,6 +98,7 @@ class _Built:
     ids: list[str]
     hashes: list[str]
     tokens: list[list[str]]
+    names: list[str]  # each record's source name, for searches narrowed to some sources
     retriever: Any  # bm25s.BM25 (or None when the collection is empty)
 
 
@@ -140,13 +141,15 @@ class LexicalIndex:
         ids: list[str] = []
         hashes: list[str] = []
         tokens: list[list[str]] = []
+        names: list[str] = []
         for record in collection.iter_records(include_documents=True):
             ids.append(record.id)
+            names.append(str(record.metadata.get("source_name") or record.metadata.get("source") or ""))
             digest = str(record.metadata.get("chunk_hash") or "")
             hashes.append(digest)
             cached = previous.get(digest) if digest else None
             tokens.append(cached if cached is not None else tokenize(_record_text(record)))
-        self._built = self._index(stamp, ids, hashes, tokens)
+        self._built = self._index(stamp, ids, hashes, tokens, names)
         if self.directory is not None:
             self._save(self._built)
         log.info("BM25 index of %s rebuilt: %d chunks", collection.name, len(ids))
@@ -154,10 +157,12 @@ class LexicalIndex:
     def build(self, ids: Sequence[str], texts: Sequence[str]) -> None:
         """Index given texts directly (no collection): used by evaluation and tests."""
         tokens = [tokenize(t) for t in texts]
-        self._built = self._index("adhoc", list(ids), [""] * len(ids), tokens)
+        self._built = self._index("adhoc", list(ids), [""] * len(ids), tokens, [""] * len(ids))
 
     @staticmethod
-    def _index(stamp: str, ids: list[str], hashes: list[str], tokens: list[list[str]]) -> _Built:
+    def _index(
+        stamp: str, ids: list[str], hashes: list[str], tokens: list[list[str]], names: list[str]
+    ) -> _Built:
         retriever = None
         if ids:
             import bm25s
@@ -165,20 +170,28 @@ class LexicalIndex:
             retriever = bm25s.BM25(k1=1.2, b=0.75)
             # Documents without any term still need a slot so positions map back to ids.
             retriever.index([t or ["\x00empty"] for t in tokens], show_progress=False)
-        return _Built(stamp, ids, hashes, tokens, retriever)
+        return _Built(stamp, ids, hashes, tokens, names, retriever)
 
     # ----- search ------------------------------------------------------------------------
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def search(
+        self, query: str, k: int, *, source_names: Iterable[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """The best `k` records (of `source_names` only, when given) with their BM25 scores."""
         built = self._built
         if built is None or built.retriever is None or k <= 0:
             return []
         terms = tokenize(query)
         if not terms:
             return []
-        scores = built.retriever.get_scores(terms)
-        n = min(k, len(built.ids))
         import numpy as np
+
+        scores = built.retriever.get_scores(terms)
+        if source_names is not None:
+            # Masked before the top k is taken, so a narrowed search still finds k hits.
+            allowed = np.isin(np.asarray(built.names, dtype=object), list(source_names))
+            scores = np.where(allowed, scores, 0.0)
+        n = min(k, len(built.ids))
 
         top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
         top = top[np.argsort(-scores[top], kind="stable")]
@@ -195,6 +208,7 @@ class LexicalIndex:
             "ids": built.ids,
             "hashes": built.hashes,
             "tokens": built.tokens,
+            "names": built.names,
         }
         # Written aside, then swapped in by one rename: a reader (another process sharing the
         # data dir) sees the old index or the new one, never half of one.
@@ -209,7 +223,7 @@ class LexicalIndex:
             data = json.loads(path.read_text())
             if data.get("format") != FORMAT_VERSION:
                 return None
-            return self._index(data["stamp"], data["ids"], data["hashes"], data["tokens"])
+            return self._index(data["stamp"], data["ids"], data["hashes"], data["tokens"], data["names"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

@@ -49,6 +49,8 @@ class Chunk:
     language: str | None = None
     symbol: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The configured source's name (`backend`); the ingest sets it. `source` is the kind.
+    source_name: str = ""
 
     @property
     def hash(self) -> str:
@@ -69,10 +71,14 @@ class Hit:
     text: str
     chunk_id: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    source_name: str = ""
+    #: Name the repository in the citation (set when several repositories are configured).
+    show_source: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "source_name": self.source_name or self.source,
             "title": self.title,
             "url": self.url,
             "path": self.path,
@@ -83,11 +89,15 @@ class Hit:
         }
 
     def citation(self) -> str:
-        """A short human label: `path:10-42` for code, the page title otherwise."""
+        """A short human label: `path:10-42` for code (`backend · path:10-42` when several
+        repositories are configured), the page title otherwise."""
         if self.path:
+            label = self.path
             if self.start_line is not None and self.end_line is not None:
-                return f"{self.path}:{self.start_line}-{self.end_line}"
-            return self.path
+                label = f"{self.path}:{self.start_line}-{self.end_line}"
+            if self.show_source and self.source_name:
+                label = f"{self.source_name} · {label}"
+            return label
         return self.title
 
 
@@ -118,7 +128,8 @@ class Turn:
 class IngestReport:
     """The per-source result of one ingest run, as in `ingest --json`."""
 
-    source: str
+    source: str  # the kind: code or confluence
+    source_name: str = ""
     ok: bool = True
     documents_seen: int = 0
     documents_added: int = 0
@@ -132,10 +143,17 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
     #: The failure is a configuration problem (bad path, URL, credentials): CLI exit code 2.
     config_error: bool = False
+    #: The source is no longer configured: this run deleted its chunks.
+    removed: bool = False
+
+    def __post_init__(self) -> None:
+        self.source_name = self.source_name or self.source
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["config_error"]
+        if not data["removed"]:
+            del data["removed"]
         data["seconds"] = round(self.seconds, 3)
         if data["error"] is None:
             del data["error"]

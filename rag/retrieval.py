@@ -1,14 +1,15 @@
-"""Retrieval: dense search in each source's collection, fused by reciprocal rank."""
+"""Retrieval: dense and BM25 search in each kind's collection, fused by reciprocal rank."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from rag.config import SOURCES, Settings, SourceName
+from rag.config import KINDS, Settings
 from rag.embedding import EmbedderPool
 from rag.lexical import LexicalIndexes
 from rag.models import Hit
+from rag.sources.registry import SourceRegistry
 from rag.store import Collection, Record, VectorStore
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def rrf_fuse(
     return scores
 
 
-def record_to_hit(record: Record, score: float) -> Hit:
+def record_to_hit(record: Record, score: float, *, show_source: bool = False) -> Hit:
     m = record.metadata
 
     def opt_int(key: str) -> int | None:
@@ -54,15 +55,20 @@ def record_to_hit(record: Record, score: float) -> Hit:
         text=record.text,
         chunk_id=record.id,
         metadata=m,
+        source_name=str(m.get("source_name") or m.get("source") or ""),
+        show_source=show_source,
     )
 
 
 class Retriever:
     """Finds the chunks most relevant to a question across the indexed sources.
 
-    Hybrid: per source, a dense ranking (Chroma, cosine) and a BM25 ranking (rag.lexical) of
-    `candidates` chunks each; all rankings are fused by weighted reciprocal rank, and the fused
-    score is the hit's score. The weights were tuned on the contextual-code set (docs/retrieval.md).
+    Hybrid: per kind's collection, a dense ranking (Chroma, cosine) and a BM25 ranking
+    (rag.lexical) of `candidates` chunks each, both narrowed to the requested sources by their
+    `source_name` inside the search (Chroma `where`, a BM25 score mask) — never by dropping hits
+    afterwards, so nothing of another source reaches the answer. All rankings are fused by
+    weighted reciprocal rank, and the fused score is the hit's score. The weights were tuned on
+    the contextual-code set (docs/retrieval.md).
     """
 
     def __init__(
@@ -72,10 +78,12 @@ class Retriever:
         store: VectorStore,
         embedders: EmbedderPool,
         lexical: LexicalIndexes | None = None,
+        registry: SourceRegistry | None = None,
         dense_weight: float = DENSE_WEIGHT,
         lexical_weight: float = LEXICAL_WEIGHT,
     ) -> None:
         self.settings = settings
+        self.registry = registry if registry is not None else SourceRegistry.from_settings(settings)
         self.store = store
         self.embedders = embedders
         self.lexical = (
@@ -84,28 +92,38 @@ class Retriever:
         self.dense_weight = dense_weight
         self.lexical_weight = lexical_weight
 
-    def search(self, query: str, *, top_k: int = 5, source: SourceName | None = None) -> list[Hit]:
-        sources = [source] if source else list(SOURCES)
+    def search(self, query: str, *, top_k: int = 5, sources: Iterable[str] | None = None) -> list[Hit]:
+        """The best `top_k` chunks among `sources` (names; None = every configured source)."""
+        wanted = self.registry.names() if sources is None else list(sources)
         rankings: list[list[str]] = []
         weights: list[float] = []
         records: dict[str, Record] = {}
         owners: dict[str, Collection] = {}
         existing = set(self.store.collection_names())
         depth = max(CANDIDATES, top_k * 2)
-        for name in sources:
-            embedder = self.embedders.get(self.settings.embedding_model_for(name))
-            if self.store.collection_name(name, embedder.key) not in existing:
+        for kind in KINDS:
+            names = [n for n in wanted if (spec := self.registry.get(n)) is not None and spec.kind == kind]
+            if not names:
                 continue
-            collection = self.store.collection(name, embedder.key, create=False)
+            embedder = self.embedders.get(self.settings.embedding_model_for(kind))
+            if self.store.collection_name(kind, embedder.key) not in existing:
+                continue
+            collection = self.store.collection(kind, embedder.key, create=False)
             if collection is None:
                 continue
+            # No filter when the search covers everything the collection holds (the common case):
+            # an unfiltered HNSW query is the fastest. Otherwise Chroma filters inside the search.
+            narrowed = not set(collection.source_names()) <= set(names)
+            where = _where_names(names) if narrowed else None
             if self.dense_weight > 0:
-                found = collection.query(embedder.embed_query(query), k=depth)
+                found = collection.query(embedder.embed_query(query), k=depth, where=where)
                 rankings.append([r.id for r in found])
                 weights.append(self.dense_weight)
                 records.update({r.id: r for r in found})
             if self.lexical_weight > 0:
-                lexical = self.lexical.fresh(collection).search(query, depth)
+                lexical = self.lexical.fresh(collection).search(
+                    query, depth, source_names=names if narrowed else None
+                )
                 rankings.append([rid for rid, _ in lexical])
                 weights.append(self.lexical_weight)
                 owners.update({rid: collection for rid, _ in lexical})
@@ -118,11 +136,20 @@ class Retriever:
                 missing.setdefault(owners[rid].name, []).append(rid)
         for ids in missing.values():
             records.update({r.id: r for r in owners[ids[0]].get(ids)})
-        return [record_to_hit(records[rid], score) for rid, score in ranked if rid in records]
+        show = self.registry.several_repositories
+        return [
+            record_to_hit(records[rid], score, show_source=show) for rid, score in ranked if rid in records
+        ]
 
-    def refresh_lexical(self, source: SourceName) -> None:
-        """Bring the source's BM25 index up to date now (the ingest calls this after a run)."""
-        embedder = self.embedders.get(self.settings.embedding_model_for(source))
-        collection = self.store.collection(source, embedder.key, create=False)
+    def refresh_lexical(self, kind: str) -> None:
+        """Bring the kind's BM25 index up to date now."""
+        embedder = self.embedders.get(self.settings.embedding_model_for(kind))
+        collection = self.store.collection(kind, embedder.key, create=False)
         if collection is not None:
             self.lexical.fresh(collection)
+
+
+def _where_names(names: Sequence[str]) -> dict[str, object]:
+    if len(names) == 1:
+        return {"source_name": names[0]}
+    return {"source_name": {"$in": list(names)}}

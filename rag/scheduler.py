@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.config import Settings, SourceName
+from rag.config import Settings
 from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
 from rag.locking import IngestLock
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from apscheduler.triggers.base import BaseTrigger
 
     from rag.service import RagService
+    from rag.sources.registry import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,17 @@ class SchedulerHandle:
     # ----- jobs ----------------------------------------------------------------------
 
     def _periodic(self) -> None:
-        self._ingest(self.settings.configured_sources(), reason="scheduled")
+        """Every source on the default schedule, then the pruning of sources no longer configured."""
+        assert self.service is not None
+        specs = [s for s in self.service.registry.specs if s.interval_minutes is None]
+        self._ingest(specs, reason="scheduled", prune_removed=True)
+
+    def _periodic_source(self, name: str) -> None:
+        """A source with its own `interval_minutes`."""
+        assert self.service is not None
+        spec = self.service.registry.get(name)
+        if spec is not None:
+            self._ingest([spec], reason=f"scheduled ({spec.interval_minutes} min)")
 
     def _startup(self) -> None:
         """Ingest at start-up the configured sources whose index is empty.
@@ -207,7 +218,7 @@ class SchedulerHandle:
         if self._startup_done:
             return
         try:
-            empty = empty_sources(self.settings, self.service)
+            empty = empty_sources(self.service)
         except StoreError as e:
             log.warning("cannot check the index at start-up (%s); retrying in %d s", e, STARTUP_RETRY_SECONDS)
             return
@@ -215,13 +226,13 @@ class SchedulerHandle:
         if empty:
             self._ingest(empty, reason="start-up (empty index)")
 
-    def _ingest(self, targets: list[SourceName], *, reason: str) -> None:
+    def _ingest(self, targets: list[SourceSpec], *, reason: str, prune_removed: bool = False) -> None:
         assert self.service is not None
-        if self._stopping.is_set() or not targets:
+        if self._stopping.is_set() or (not targets and not prune_removed):
             return
-        log.info("%s ingest of %s starting", reason, ", ".join(targets))
+        log.info("%s ingest of %s starting", reason, ", ".join(s.name for s in targets) or "no source")
         try:
-            reports = self.service.ingest(targets, trigger="scheduler")
+            reports = self.service.ingest(targets, trigger="scheduler", prune_removed=prune_removed)
         except IngestBusyError as e:
             self.stats["skipped"] += 1
             log.info("%s ingest skipped: %s", reason, e)
@@ -236,7 +247,7 @@ class SchedulerHandle:
                 log.info(
                     "%s ingest of %s: %d seen, %d added, %d updated, %d deleted, %d chunks in %.1fs",
                     reason,
-                    r.source,
+                    r.source_name + (" (removed from the configuration)" if r.removed else ""),
                     r.documents_seen,
                     r.documents_added,
                     r.documents_updated,
@@ -246,7 +257,9 @@ class SchedulerHandle:
                 )
             else:
                 self.stats["failed"] += 1
-                log.error("%s ingest of %s failed: %s (the next run will retry)", reason, r.source, r.error)
+                log.error(
+                    "%s ingest of %s failed: %s (the next run will retry)", reason, r.source_name, r.error
+                )
 
     def _write_record(self, _event: object = None) -> None:
         """Persist the next run time and a heartbeat for other processes' `status`."""
@@ -272,14 +285,14 @@ class SchedulerHandle:
                 log.warning("cannot write %s: %s", path, e)
 
 
-def empty_sources(settings: Settings, service: RagService) -> list[SourceName]:
+def empty_sources(service: RagService) -> list[SourceSpec]:
     """Configured sources with nothing indexed yet (for the current embedding model)."""
-    empty: list[SourceName] = []
-    for name in settings.configured_sources():
-        embedder = service.embedders.get(settings.embedding_model_for(name))
-        collection = service.store.collection(name, embedder.key, create=False)
-        if collection is None or collection.count() == 0:
-            empty.append(name)
+    empty: list[SourceSpec] = []
+    for spec in service.registry.specs:
+        embedder = service.embedders.get(service.settings.embedding_model_for(spec.kind))
+        collection = service.store.collection(spec.kind, embedder.key, create=False)
+        if collection is None or not collection.has_source(spec.name):
+            empty.append(spec)
     return empty
 
 
@@ -306,12 +319,13 @@ def start_scheduler(
         EVENT_JOB_MISSED,
     )
     from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.triggers.interval import IntervalTrigger
 
     trigger = trigger or build_trigger(settings)
     if trigger is None:
         log.info("periodic ingest disabled (INGEST_INTERVAL_MINUTES=0 and INGEST_CRON unset)")
         return SchedulerHandle(settings, service, role=role, idle_reason="disabled")
-    if not settings.configured_sources():
+    if not service.registry.specs:
         log.warning("periodic ingest not started: no source is configured")
         return SchedulerHandle(settings, service, role=role, idle_reason="no source configured")
 
@@ -325,7 +339,7 @@ def start_scheduler(
         return SchedulerHandle(settings, service, role=role, idle_reason=reason)
     if preflight:
         try:
-            service.ingestor.preflight(settings.configured_sources())
+            service.ingestor.preflight(service.registry.specs)
         except BaseException:
             lock.release()
             raise
@@ -337,6 +351,18 @@ def start_scheduler(
     handle = SchedulerHandle(settings, service, role=role, scheduler=scheduler, lock=lock)
     try:
         scheduler.add_job(handle._periodic, trigger, id=INGEST_JOB, name="periodic ingest")
+        for spec in service.registry.specs:
+            if spec.interval_minutes is not None:
+                seconds = spec.interval_minutes * 60
+                scheduler.add_job(
+                    handle._periodic_source,
+                    IntervalTrigger(
+                        seconds=seconds, jitter=min(MAX_INTERVAL_JITTER_SECONDS, seconds // 10) or None
+                    ),
+                    args=[spec.name],
+                    id=f"{INGEST_JOB}:{spec.name}",
+                    name=f"periodic ingest of {spec.name}",
+                )
         scheduler.add_job(
             handle._startup,
             "interval",
@@ -365,7 +391,7 @@ def start_scheduler(
     log.info(
         "periodic ingest %s of %s; next run at %s",
         describe_schedule(settings),
-        ", ".join(settings.configured_sources()),
+        service.registry.describe_names(),
         _iso(t.timestamp()) if (t := handle.next_run_time()) else "never",
     )
     return handle
@@ -412,13 +438,11 @@ def run_worker(settings: Settings, service: RagService) -> None:
     Raises ConfigError when there is nothing to schedule and SchedulerBusyError when another
     scheduler on this host already runs.
     """
-    from rag.ingest import resolve_targets
-
     if build_trigger(settings) is None:
         raise ConfigError(
             "INGEST_INTERVAL_MINUTES is 0 and INGEST_CRON is unset: the worker has nothing to do"
         )
-    resolve_targets(settings, "all")
+    service.registry.resolve(["all"])  # ConfigError when no source is configured
     with shutdown_signals() as stop:
         # Preflight (after the lock, so a second worker leaves without touching the store):
         # configuration problems stop the worker now with exit 2, not in an hour in a log line.

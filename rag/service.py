@@ -7,13 +7,14 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from rag.config import SOURCES, Settings, SourceName
+from rag.config import KINDS, Settings
 from rag.embedding import EmbedderPool, embedder_factory
 from rag.generation import Answerer, TokenSink
 from rag.ingest import Ingestor, Progress
 from rag.lexical import LexicalIndexes
 from rag.models import Answer, IngestReport, Turn
 from rag.retrieval import Retriever
+from rag.sources.registry import SourceRegistry, SourceSpec
 from rag.store import VectorStore
 
 if TYPE_CHECKING:
@@ -23,13 +24,25 @@ log = logging.getLogger(__name__)
 
 
 class RagService:
-    def __init__(self, settings: Settings, *, embedders: EmbedderPool | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedders: EmbedderPool | None = None,
+        registry: SourceRegistry | None = None,
+    ) -> None:
         self.settings = settings
+        #: The configured sources; building it validates the sources file (ConfigError, exit 2).
+        self.registry = registry if registry is not None else SourceRegistry.from_settings(settings)
         self.store = VectorStore(settings)
         self.embedders = embedders or EmbedderPool(embedder_factory(settings))
         self.lexical = LexicalIndexes(settings.ragbot_data_dir / "lexical")
-        self.ingestor = Ingestor(settings, store=self.store, embedders=self.embedders, lexical=self.lexical)
-        self.retriever = Retriever(settings, store=self.store, embedders=self.embedders, lexical=self.lexical)
+        self.ingestor = Ingestor(
+            settings, store=self.store, embedders=self.embedders, lexical=self.lexical, registry=self.registry
+        )
+        self.retriever = Retriever(
+            settings, store=self.store, embedders=self.embedders, lexical=self.lexical, registry=self.registry
+        )
         self.answerer = Answerer(settings)
         #: Set by rag.scheduler.start_scheduler when this process runs the periodic ingest.
         self.scheduler: SchedulerHandle | None = None
@@ -39,55 +52,81 @@ class RagService:
         question: str,
         *,
         top_k: int = 5,
-        source: SourceName | None = None,
+        source: str | None = None,
+        allowed: Sequence[str] | None = None,
         history: Sequence[Turn] = (),
         on_token: TokenSink | None = None,
     ) -> Answer:
+        """Answer from the sources of target `source` (None: all), within `allowed` names if given."""
+        names = self.search_scope(source, allowed)
         query = self.answerer.condense_query(question, history)
-        hits = self.retriever.search(query, top_k=top_k, source=source)
+        hits = self.retriever.search(query, top_k=top_k, sources=names)
         return self.answerer.answer(question, hits, history=history, on_token=on_token)
+
+    def search_scope(self, target: str | None, allowed: Sequence[str] | None = None) -> list[str]:
+        """The source names a question may search. Unknown target → ConfigError with the names."""
+        names = [s.name for s in self.registry.resolve([target])] if target else self.registry.names()
+        if allowed is not None:
+            names = [n for n in names if n in set(allowed)]
+        return names
 
     def ingest(
         self,
-        targets: Sequence[SourceName],
+        targets: Sequence[str | SourceSpec],
         *,
         full: bool = False,
         trigger: str = "cli",
         progress: Progress | None = None,
+        prune_removed: bool | None = None,
     ) -> list[IngestReport]:
-        return self.ingestor.run(targets, full=full, trigger=trigger, progress=progress)
+        """Ingest targets (names, kinds, `all`, or resolved specs). `all` also prunes the sources
+        that are no longer configured, unless `prune_removed` says otherwise."""
+        words = [t for t in targets if isinstance(t, str)]
+        chosen = {s.name for s in self.registry.resolve(words)} if words else set()
+        chosen.update(t.name for t in targets if not isinstance(t, str))
+        specs = [s for s in self.registry.specs if s.name in chosen]
+        specs += [t for t in targets if not isinstance(t, str) and t.name not in self.registry.names()]
+        prune = ("all" in words) if prune_removed is None else prune_removed
+        return self.ingestor.run(specs, full=full, trigger=trigger, progress=progress, prune_removed=prune)
 
     def status(self) -> dict[str, Any]:
-        """Index size per source, last runs, configured sources, model and store."""
+        """Every source (configured, or still indexed) with kind, location, size and last run."""
         s = self.settings
         sources: dict[str, Any] = {}
         names = set(self.store.collection_names())
-        for name in SOURCES:
-            model = s.embedding_model_for(name)
-            embedder = self.embedders.get(model)
-            info: dict[str, Any] = {
-                "configured": name in s.configured_sources(),
-                "embedding_model": embedder.name,
-                "collection": self.store.collection_name(name, embedder.key),
-                "documents": 0,
-                "chunks": 0,
-            }
-            if info["collection"] in names:
-                collection = self.store.collection(name, embedder.key, create=False)
-                if collection is not None:
-                    states = collection.document_states()
+        for kind in KINDS:
+            embedder = self.embedders.get(s.embedding_model_for(kind))
+            collection_name = self.store.collection_name(kind, embedder.key)
+            collection = (
+                self.store.collection(kind, embedder.key, create=False) if collection_name in names else None
+            )
+            indexed = collection.source_names() if collection is not None else []
+            specs = {spec.name: spec for spec in self.registry.of_kind(kind)}
+            for name in [*specs, *(n for n in indexed if n not in specs)]:
+                spec = specs.get(name)
+                info: dict[str, Any] = {
+                    "kind": kind,
+                    "configured": spec is not None,
+                    "location": spec.location() if spec is not None else None,
+                    "embedding_model": embedder.name,
+                    "collection": collection_name,
+                    "documents": 0,
+                    "chunks": 0,
+                }
+                if collection is not None and name in indexed:
+                    states = collection.document_states(name)
                     info["documents"] = len(states)
                     info["chunks"] = sum(st.present_chunks for st in states.values())
-            runs = self.ingestor.state.last_runs(limit=1, source=name)
-            info["last_run"] = _run_summary(runs[0]) if runs else None
-            sources[name] = info
+                runs = self.ingestor.state.last_runs(limit=1, source=name)
+                info["last_run"] = _run_summary(runs[0]) if runs else None
+                sources[name] = info
         holder = self.ingestor.lock("status").current_holder()
         from rag.scheduler import scheduler_status
 
         scheduler = scheduler_status(s, self.scheduler)
         return {
             "store": self.store.describe(),
-            "configured_sources": s.configured_sources(),
+            "configured_sources": self.registry.names(),
             "sources": sources,
             "ingest_running": holder or None,
             "recent_runs": [_run_summary(r) for r in self.ingestor.state.last_runs(limit=10)],
@@ -99,7 +138,8 @@ class RagService:
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
     report = run["report"]
     return {
-        "source": run["source"],
+        "source": report.get("source", run["source"]),
+        "source_name": run["source"],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(run["finished_at"])),
         "ok": run["ok"],
         "trigger": run["trigger"],

@@ -15,7 +15,7 @@ from rag.models import IngestReport
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    source TEXT NOT NULL,
+    source TEXT NOT NULL,  -- the source's name (v1: code, confluence)
     started_at REAL NOT NULL,
     finished_at REAL NOT NULL,
     ok INTEGER NOT NULL,
@@ -50,7 +50,7 @@ class StateDB:
             conn.execute(
                 "INSERT INTO runs(source, started_at, finished_at, ok, trigger, report) VALUES (?,?,?,?,?,?)",
                 (
-                    report.source,
+                    report.source_name,
                     started_at,
                     time.time(),
                     int(report.ok),

@@ -1,8 +1,17 @@
-"""Chroma, embedded or a server, behind a small interface: one collection per source and model."""
+"""Chroma, embedded or a server, behind a small interface: one collection per kind and model.
+
+Every source of a kind (all repositories, all Confluence sites) shares that kind's collection;
+each record carries its source's name in `source_name`, and a search narrowed to some sources
+filters on it (`where`). So a question costs one dense query and one BM25 search per kind,
+however many sources there are. The collection's metadata lists the source names it holds.
+v1 collections (one source per kind, records without `source_name`) are migrated in place the
+first time they are opened: metadata only, nothing is re-embedded.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,6 +26,10 @@ log = logging.getLogger(__name__)
 
 COLLECTION_PREFIX = "ragbot"
 PAGE = 1000
+#: Collection metadata: the record layout version and the source names the collection holds.
+LAYOUT_KEY = "ragbot_layout"
+LAYOUT = 2
+SOURCE_NAMES_KEY = "source_names"
 
 
 def chunk_id(source: str, doc_id: str, index: int) -> str:
@@ -85,11 +98,12 @@ class Collection:
     def upsert(
         self, chunks: Sequence[Chunk], vectors: Sequence[Sequence[float]], extra: Sequence[dict[str, Any]]
     ) -> None:
-        ids = [chunk_id(c.source, c.doc_id, c.index) for c in chunks]
+        ids = [chunk_id(c.source_name or c.source, c.doc_id, c.index) for c in chunks]
         metadatas = [
             _clean_metadata(
                 {
                     "source": c.source,
+                    "source_name": c.source_name or c.source,
                     "doc_id": c.doc_id,
                     "chunk_index": c.index,
                     "title": c.title,
@@ -137,10 +151,63 @@ class Collection:
                 return
             offset += len(ids)
 
-    def document_states(self) -> dict[str, DocumentState]:
-        """Per document: its fingerprint if all its chunks agree, and how many are there."""
-        grouped: dict[str, list[Record]] = {}
+    # ----- the sources a collection holds ---------------------------------------------------
+
+    def source_names(self) -> list[str]:
+        """The names of the sources with records here (as recorded by ingest and migration)."""
+        raw = self.metadata().get(SOURCE_NAMES_KEY)
+        try:
+            names = json.loads(raw) if isinstance(raw, str) else []
+        except ValueError:
+            names = []
+        return [str(n) for n in names] if isinstance(names, list) else []
+
+    def register_source(self, name: str) -> None:
+        """Record `name` before its first chunk is written, so removal can always find it."""
+        names = self.source_names()
+        if name not in names:
+            self.set_metadata({SOURCE_NAMES_KEY: json.dumps(sorted({*names, name}))})
+
+    def forget_source(self, name: str) -> None:
+        names = self.source_names()
+        if name in names:
+            self.set_metadata({SOURCE_NAMES_KEY: json.dumps(sorted(set(names) - {name}))})
+
+    def has_source(self, name: str) -> bool:
+        page = self.raw.get(where={"source_name": name}, limit=1, include=[])
+        return bool(page["ids"])
+
+    def migrate_layout(self, kind: str) -> int:
+        """Give v1 records their `source_name` (= their kind); returns how many were updated."""
+        if int(self.metadata().get(LAYOUT_KEY) or 0) >= LAYOUT:
+            return 0
+        names: set[str] = set()
+        ids: list[str] = []
+        metas: list[dict[str, Any]] = []
         for record in self.iter_records():
+            name = record.metadata.get("source_name")
+            if not name:
+                name = str(record.metadata.get("source") or kind)
+                ids.append(record.id)
+                metas.append({**record.metadata, "source_name": name})
+            names.add(str(name))
+        for start in range(0, len(ids), self.max_batch):
+            end = start + self.max_batch
+            self.raw.update(ids=ids[start:end], metadatas=metas[start:end])
+        names.update(self.source_names())
+        self.set_metadata({LAYOUT_KEY: LAYOUT, SOURCE_NAMES_KEY: json.dumps(sorted(names))})
+        if ids:
+            log.info(
+                "collection %s: %d record(s) given their source name (no re-embedding)", self.name, len(ids)
+            )
+        return len(ids)
+
+    def document_states(self, source_name: str | None = None) -> dict[str, DocumentState]:
+        """Per document (of one source, or all): its fingerprint if all its chunks agree, and
+        how many are there."""
+        grouped: dict[str, list[Record]] = {}
+        where = {"source_name": source_name} if source_name else None
+        for record in self.iter_records(where=where):
             doc_id = str(record.metadata.get("doc_id", ""))
             grouped.setdefault(doc_id, []).append(record)
         states: dict[str, DocumentState] = {}
@@ -192,6 +259,7 @@ class VectorStore:
         self.settings = settings
         self._client: Any = None
         self._lock = threading.Lock()
+        self._migrated: set[str] = set()
 
     def describe(self) -> str:
         s = self.settings
@@ -227,24 +295,32 @@ class VectorStore:
             raise StoreError(f"{what}: cannot open the Chroma store at {where}: {_first_line(e)}") from e
 
     @staticmethod
-    def collection_name(source: str, model_key: str) -> str:
-        return f"{COLLECTION_PREFIX}-{source}-{model_key}"[:63].rstrip("-_.")
+    def collection_name(kind: str, model_key: str) -> str:
+        """`ragbot-<kind>-<model>`: the v1 names, now shared by every source of the kind."""
+        return f"{COLLECTION_PREFIX}-{kind}-{model_key}"[:63].rstrip("-_.")
 
-    def collection(self, source: str, model_key: str, *, create: bool = True) -> Collection | None:
-        name = self.collection_name(source, model_key)
+    def collection(self, kind: str, model_key: str, *, create: bool = True) -> Collection | None:
+        name = self.collection_name(kind, model_key)
         try:
             if create:
                 raw = self.client.get_or_create_collection(
                     name=name,
                     embedding_function=None,
                     configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"source": source, "model": model_key},
+                    metadata={"source": kind, "model": model_key},
                 )
             else:
                 if name not in self.collection_names():
                     return None
                 raw = self.client.get_collection(name=name, embedding_function=None)
-            return Collection(raw, self.client.get_max_batch_size(), self.client)
+            collection = Collection(raw, self.client.get_max_batch_size(), self.client)
+            if name not in self._migrated:
+                if collection.migrate_layout(kind):
+                    from rag.lexical import bump_generation
+
+                    bump_generation(collection)  # BM25 indexes must learn the source names
+                self._migrated.add(name)
+            return collection
         except StoreError:
             raise
         except Exception as e:

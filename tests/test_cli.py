@@ -97,7 +97,7 @@ def test_ingest_then_reingest_then_ask_as_json(tmp_path: Path, git_repo) -> None
     top = answer["sources"][0]
     assert top["path"] == "service/retry.py" and top["source"] == "code"
     assert (top["start_line"], top["end_line"]) == (1, 7)
-    assert set(top) == {"source", "title", "url", "path", "start_line", "end_line", "score", "text"}
+    assert set(top) == {"source", "source_name", "title", "url", "path", "start_line", "end_line", "score", "text"}
     assert len(answer["sources"]) == 2
 
     status = json.loads(run(tmp_path, "status", "--json").stdout)

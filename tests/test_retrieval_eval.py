@@ -102,7 +102,7 @@ def test_hybrid_ingest_then_ask_and_reingest_embeds_nothing(make_settings, embed
     assert first.ok and first.chunks_embedded >= 3
     assert (settings.ragbot_data_dir / "lexical").is_dir()
 
-    hits = service.retriever.search("ComputeVatRate", top_k=3, source="code")
+    hits = service.retriever.search("ComputeVatRate", top_k=3, sources=["code"])
     assert hits[0].path == "shop/tax.go"
     assert (hits[0].start_line, hits[0].end_line) == (1, 5)
     assert "ComputeVatRate" in hits[0].text

@@ -387,11 +387,14 @@ def test_ragingest_status_and_usage(slack: FakeSlack, bot: SlackBot) -> None:
     env, path = slack.send_slash_command("status", user="UBOB")
     slack.wait_for_ack(env)
     (reply,) = slack.wait_for(lambda: responses_to(slack, path), what="the status")
-    assert "*code* (configured): 3 documents" in reply["text"]
+    assert "*code* (code, " in reply["text"] and "): 3 documents" in reply["text"]
     assert "last run" in reply["text"]
 
+    # An unknown target: an ephemeral reply naming the configured sources; nothing is started.
     env, path = slack.send_slash_command("everything", user="UADMIN")
-    assert "Usage: `/ragingest" in slack.wait_for_ack(env)["payload"]["text"]
+    text = slack.wait_for_ack(env)["payload"]["text"]
+    assert text.startswith("unknown source 'everything'; configured sources: code")
+    assert "Usage: `/ragingest" in text and "Configured sources: code." in text
 
 
 def test_invalid_tokens_fail_before_connecting(make_settings: Any) -> None:

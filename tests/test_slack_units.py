@@ -244,15 +244,33 @@ def test_status_text_lists_sources_and_runs() -> None:
     }
     status = {
         "sources": {
-            "code": {"configured": True, "documents": 5, "chunks": 9, "last_run": run},
-            "confluence": {"configured": False, "documents": 0, "chunks": 0, "last_run": None},
+            "backend": {
+                "kind": "code",
+                "location": "/srv/backend",
+                "configured": True,
+                "documents": 5,
+                "chunks": 9,
+                "last_run": run,
+            },
+            "old-wiki": {
+                "kind": "confluence",
+                "location": None,
+                "configured": False,
+                "documents": 3,
+                "chunks": 4,
+                "last_run": None,
+            },
         },
         "ingest_running": {"by": "scheduler"},
-        "recent_runs": [run],
+        "recent_runs": [{**run, "source_name": "backend"}],
     }
     text = status_text(status)
-    assert "*code* (configured): 5 documents, 9 chunks; last run 2026-01-01T00:00:00Z by slack:UA: ok" in text
-    assert "*confluence* (not configured): 0 documents, 0 chunks; never ingested" in text
+    assert (
+        "*backend* (code, /srv/backend): 5 documents, 9 chunks; last run 2026-01-01T00:00:00Z by slack:UA: ok"
+        in text
+    )
+    assert "*old-wiki* (confluence, no longer configured): 3 documents, 4 chunks; never ingested" in text
+    assert "2026-01-01T00:00:00Z backend (slack:UA)" in text
     assert "by scheduler" in text and "2 added, 0 updated, 1 deleted" in text
 
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from rag.config import Settings
@@ -28,6 +28,9 @@ from rag.errors import ConfigError, RagError, SourceError
 from rag.models import Document
 from rag.sources.base import DocumentRef, LoadFailure
 from rag.sources.confluence_markup import storage_to_markdown
+
+if TYPE_CHECKING:
+    from rag.sources.registry import ConfluenceSpec
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +315,8 @@ class ConfluenceSource:
     list_limit: int = LIST_LIMIT
     body_limit: int = BODY_LIMIT
 
-    name = "confluence"
+    name: str = "confluence"
+    kind = "confluence"
 
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
@@ -322,6 +326,20 @@ class ConfluenceSource:
         self._users: dict[tuple[str, str], str | None] = {}
         self._user_lookup_broken = False
         self.skipped_restricted = 0
+
+    @classmethod
+    def from_spec(cls, spec: ConfluenceSpec, **overrides: Any) -> ConfluenceSource:
+        values: dict[str, Any] = {
+            "name": spec.name,
+            "url": spec.url,
+            "spaces": list(spec.spaces),
+            "username": spec.username,
+            "password": spec.password,
+            "token": spec.token,
+            "include_restricted": spec.include_restricted,
+        }
+        values.update(overrides)
+        return cls(**values)
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ConfluenceSource:
@@ -528,7 +546,7 @@ class ConfluenceSource:
             "restricted": bool(listed.restricted) if listed else False,
         }
         return Document(
-            source=self.name,
+            source=self.kind,
             doc_id=page_id,
             title=title,
             text=text,

@@ -11,11 +11,16 @@ import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
-from rag.config import Settings
 from rag.errors import ConfigError, SourceError
 from rag.models import Document
 from rag.sources.base import DocumentRef, LoadFailure
+from rag.sources.weblinks import file_url as web_file_url
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.sources.registry import RepositorySpec
 
 log = logging.getLogger(__name__)
 
@@ -232,14 +237,14 @@ def _git(args: list[str], cwd: Path | None = None, timeout: float = GIT_TIMEOUT_
     return done.stdout.decode("utf-8", "surrogateescape")
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
     return re.sub(r"//[^/@]+@", "//***@", url)
 
 
 class RepositorySource:
     """Lists a checkout's files (git ls-files, or a .gitignore-aware walk) and reads them."""
 
-    name = "code"
+    kind = "code"
 
     def __init__(
         self,
@@ -249,7 +254,12 @@ class RepositorySource:
         branch: str | None = None,
         web_url: str | None = None,
         clone_dir: Path | None = None,
+        name: str = "code",
     ) -> None:
+        self.name = name
+        # How errors name this source's settings: the v1 variables, or the sources file's entry.
+        self._path_label = "CODE_REPO_PATH" if name == "code" else f"repository {name!r} path"
+        self._url_label = "CODE_REPO_URL" if name == "code" else f"repository {name!r} url"
         self.url = url
         self.branch = branch
         self.web_url = web_url.rstrip("/") if web_url else None
@@ -259,23 +269,36 @@ class RepositorySource:
         self._is_git = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> RepositorySource:
-        clone_dir = None
-        if settings.code_repo_url:
-            slug = hashlib.sha256(settings.code_repo_url.encode()).hexdigest()[:12]
-            clone_dir = settings.ragbot_data_dir / "repos" / slug
+    def from_spec(cls, spec: RepositorySpec, settings: Settings) -> RepositorySource:
+        from rag.sources.registry import clone_dir_for
+
         return cls(
+            name=spec.name,
+            path=spec.path or Path("."),
+            url=spec.url,
+            branch=spec.branch,
+            web_url=spec.web_url,
+            clone_dir=clone_dir_for(settings, spec) if spec.url else None,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RepositorySource:
+        """The v1 repository `code` (CODE_REPO_*)."""
+        from rag.sources.registry import RepositorySpec
+
+        spec = RepositorySpec(
+            name="code",
             path=settings.code_repo_path,
             url=settings.code_repo_url,
             branch=settings.code_repo_branch,
             web_url=settings.code_repo_web_url,
-            clone_dir=clone_dir,
         )
+        return cls.from_spec(spec, settings)
 
     def describe(self) -> str:
         if self.url:
             branch = f" ({self.branch})" if self.branch else ""
-            return f"git repository {_redact_url(self.url)}{branch}"
+            return f"git repository {redact_url(self.url)}{branch}"
         return f"local repository {self.root}"
 
     # ----- prepare ---------------------------------------------------------------------
@@ -287,15 +310,15 @@ class RepositorySource:
             try:
                 _git(["ls-remote", "--heads", "--", self.url], timeout=60)
             except SourceError as e:
-                raise ConfigError(f"CODE_REPO_URL: cannot clone {_redact_url(self.url)}: {e}") from e
+                raise ConfigError(f"{self._url_label}: cannot clone {redact_url(self.url)}: {e}") from e
         elif not self.root.is_dir():
-            raise ConfigError(f"CODE_REPO_PATH: {self.root} is not a directory")
+            raise ConfigError(f"{self._path_label}: {self.root} is not a directory")
 
     def prepare(self) -> None:
         if self.url:
             self._sync_clone()
         elif not self.root.is_dir():
-            raise ConfigError(f"CODE_REPO_PATH: {self.root} is not a directory")
+            raise ConfigError(f"{self._path_label}: {self.root} is not a directory")
         self.root = self.root.resolve()
         self._is_git = self._inside_git_work_tree()
         self.commit = self._head_commit() if self._is_git else None
@@ -312,7 +335,7 @@ class RepositorySource:
                 _git(["clean", "-fdx"], cwd=target, timeout=120)
                 return
             except SourceError as e:
-                raise SourceError(f"CODE_REPO_URL: could not update {_redact_url(self.url)}: {e}") from e
+                raise SourceError(f"{self._url_label}: could not update {redact_url(self.url)}: {e}") from e
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
         if tmp.exists():
@@ -325,7 +348,7 @@ class RepositorySource:
         except SourceError as e:
             _remove_tree(tmp)
             # A URL that cannot be cloned is a configuration problem the user must fix.
-            raise ConfigError(f"CODE_REPO_URL: cannot clone {_redact_url(self.url)}: {e}") from e
+            raise ConfigError(f"{self._url_label}: cannot clone {redact_url(self.url)}: {e}") from e
         tmp.rename(target)
 
     def _inside_git_work_tree(self) -> bool:
@@ -442,7 +465,7 @@ class RepositorySource:
                 continue
             text = data.decode("utf-8", errors="replace")
             yield Document(
-                source=self.name,
+                source=self.kind,
                 doc_id=ref.doc_id,
                 title=ref.doc_id,
                 text=text,
@@ -454,13 +477,14 @@ class RepositorySource:
             )
 
     def file_url(self, path: str, start_line: int | None = None, end_line: int | None = None) -> str | None:
-        """A browsable link to a file (and line range), when CODE_REPO_WEB_URL is set."""
+        """A browsable link to a file (and line range), when the repository has a web URL."""
         if not self.web_url:
             return None
-        ref = self.commit or self.branch or "HEAD"
-        url = f"{self.web_url}/blob/{ref}/{path}"
+        url = web_file_url(self.web_url, self.commit or self.branch or "HEAD", path)
         if start_line is not None:
-            url += f"#L{start_line}" + (f"-L{end_line}" if end_line and end_line != start_line else "")
+            from rag.sources.weblinks import line_anchor
+
+            url = line_anchor(url, start_line, end_line)
         return url
 
 
