@@ -139,7 +139,29 @@ def test_healthz_needs_no_token_and_shows_the_index(api: dict[str, Any], ingeste
         assert secret not in response.text
 
 
-@pytest.mark.parametrize("path", ["/query", "/ingest_local_code", "/ingest_confluence"])
+def test_ingest_targets_returns_the_ingest_json_document(api: dict[str, Any], ingested: httpx.Response) -> None:
+    response = api["client"].post("/ingest", json={"targets": ["code"], "full": False}, headers=auth())
+    assert response.status_code == 200, response.text
+    (report,) = response.json()["sources"]
+    assert report["source"] == "code" and report["source_name"] == "code"
+    assert report["chunks_embedded"] == 0 and report["documents_unchanged"] == 2
+    unknown = api["client"].post("/ingest", json={"targets": ["nope"]}, headers=auth())
+    assert unknown.status_code == 400
+    assert unknown.json()["detail"] == (
+        "unknown source 'nope'; configured sources: code (or a kind: code, confluence; or all)"
+    )
+
+
+def test_query_takes_a_source_target(api: dict[str, Any], ingested: httpx.Response) -> None:
+    client: httpx.Client = api["client"]
+    response = client.post("/query", json={"query": "what does greet do?", "source": "code"}, headers=auth())
+    assert response.status_code == 200, response.text
+    assert {s["source_name"] for s in response.json()["sources"]} == {"code"}
+    response = client.post("/query", json={"query": "what does greet do?", "source": "wiki"}, headers=auth())
+    assert response.status_code == 400 and "unknown source 'wiki'" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", ["/query", "/ingest", "/ingest_local_code", "/ingest_confluence"])
 def test_routes_require_the_bearer_token(api: dict[str, Any], path: str) -> None:
     client: httpx.Client = api["client"]
     body = {"query": "what does greet do?"}
@@ -162,7 +184,7 @@ def test_ingest_while_another_runs_is_409(api: dict[str, Any], ingested: httpx.R
 def test_unconfigured_source_is_400_naming_the_setting(api: dict[str, Any]) -> None:
     response = api["client"].post("/ingest_confluence", headers=auth())
     assert response.status_code == 400
-    assert "CONFLUENCE_URL" in response.json()["detail"]
+    assert "CONFLUENCE_URL is not set" in response.json()["detail"]
 
 
 @pytest.mark.parametrize(
