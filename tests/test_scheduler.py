@@ -22,14 +22,13 @@ from rag.errors import ConfigError
 from rag.locking import IngestLock
 from rag.scheduler import (
     RECORD_FILE,
-    build_trigger,
-    crontab_day_of_week,
     read_record,
     scheduler_status,
     start_for_bot,
     start_scheduler,
 )
 from rag.service import RagService
+from rag.triggers import build_trigger, crontab_day_of_week
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "condition") -> Any:
