@@ -62,14 +62,36 @@ def edge() -> Iterator[None]:
         fail("interrupted", 130)
 
 
-def settings_and_service() -> tuple[Settings, RagService]:
+def settings_and_service(*, metrics: bool = False) -> tuple[Settings, RagService]:
     from rag.config import load_settings
     from rag.logs import configure_logging
+    from rag.metrics import metrics_for
     from rag.service import RagService
 
     settings = load_settings()
     configure_logging(settings)
-    return settings, RagService(settings)
+    return settings, RagService(settings, metrics=metrics_for(settings) if metrics else None)
+
+
+@contextmanager
+def operations(settings: Settings, service: RagService) -> Iterator[None]:
+    """For the long-running `run` and `worker`: the metrics endpoint (when RAGBOT_METRICS_PORT
+    is set) and the retention job."""
+    import threading
+
+    from rag.metrics import serve_metrics
+    from rag.retention import RetentionJob
+
+    server = serve_metrics(settings, service.metrics)
+    if server is not None:  # the index gauges before the first ingest; the store may be slow
+        threading.Thread(target=service.refresh_index_metrics, name="ragbot-gauges", daemon=True).start()
+    retention = RetentionJob(settings).start()
+    try:
+        yield
+    finally:
+        retention.stop()
+        if server is not None:
+            server.close()
 
 
 def emit_json(data: Any) -> None:
@@ -289,8 +311,9 @@ def worker() -> None:
     from rag.scheduler import run_worker
 
     with edge():
-        settings, service = settings_and_service()
-        run_worker(settings, service)
+        settings, service = settings_and_service(metrics=True)
+        with operations(settings, service):
+            run_worker(settings, service)
 
 
 @app.command()
@@ -318,6 +341,7 @@ def run() -> None:
     from bot.app import SlackBot, validate_slack_settings
     from rag.config import load_settings
     from rag.logs import configure_logging
+    from rag.metrics import metrics_for
     from rag.scheduler import start_for_bot
     from rag.service import RagService
 
@@ -325,15 +349,58 @@ def run() -> None:
         settings = load_settings()
         validate_slack_settings(settings)  # one line, exit 2, before loading any model
         configure_logging(settings)
-        service = RagService(settings)
+        service = RagService(settings, metrics=metrics_for(settings))
         bot = SlackBot(settings, service)
-        # The periodic ingest shares `service`, so it takes the same single-flight lock as
-        # /ragingest; with RAGBOT_SCHEDULER=off (extra replicas) the handle stays idle.
-        scheduler = start_for_bot(settings, service)
-        try:
-            bot.run_forever()
-        finally:
-            scheduler.shutdown()
+        with operations(settings, service):
+            # The periodic ingest shares `service`, so it takes the same single-flight lock as
+            # /ragingest; with RAGBOT_SCHEDULER=off (extra replicas) the handle stays idle.
+            scheduler = start_for_bot(settings, service)
+            try:
+                bot.run_forever()
+            finally:
+                scheduler.shutdown()
+
+
+# ----- feedback ------------------------------------------------------------------------------
+
+
+@app.command()
+def feedback(
+    since: Annotated[str, typer.Option("--since", help="Only votes this recent: 7d, 12h, 30m, 2w.")] = "7d",
+    down: Annotated[bool, typer.Option("--down", help="List only the 👎 votes.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the votes as JSON on stdout.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the votes as CSV on stdout.")] = False,
+) -> None:
+    """The 👍/👎 votes given in Slack, newest first, with a summary line."""
+    import time
+
+    from bot.feedback import feedback_path, parse_duration, read_votes, summary, summary_line, to_csv
+    from rag.config import load_settings
+
+    if as_json and as_csv:
+        fail("--json and --csv: choose one", 2)
+    try:
+        window = parse_duration(since)
+    except ValueError as e:
+        fail(f"--since: {e}", 2)
+    with edge():
+        settings = load_settings()
+        votes = read_votes(feedback_path(settings.ragbot_data_dir), since=time.time() - window)
+    listed = [v for v in votes if v.vote == "down"] if down else votes
+    if as_json:
+        counts = summary(votes)
+        emit_json({"up": counts["up"], "down": counts["down"], "votes": [v.to_json() for v in listed]})
+    elif as_csv:
+        sys.stdout.write(to_csv(listed))
+    else:
+        for v in listed:
+            data = v.to_json()
+            found = "" if v.found is None else (" found" if v.found else " NOT FOUND")
+            typer.echo(f"{data['at']} {'👍' if v.vote == 'up' else '👎'} {v.user}{found}: {v.question}")
+            typer.echo(f"    {data['answer']}")
+            if v.sources:
+                typer.echo(f"    sources: {', '.join(v.source_names())}")
+    typer.echo(f"last {since}: {summary_line(votes)}", err=True)
 
 
 # ----- eval ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from rag.embedding import EmbedderPool, embedder_factory
 from rag.generation import Answerer, TokenSink
 from rag.ingest import Ingestor, Progress
 from rag.lexical import LexicalIndexes
+from rag.metrics import Metrics
 from rag.models import Answer, IngestReport, Turn
 from rag.retrieval import Retriever
 from rag.store import VectorStore
@@ -23,8 +24,11 @@ log = logging.getLogger(__name__)
 
 
 class RagService:
-    def __init__(self, settings: Settings, *, embedders: EmbedderPool | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, embedders: EmbedderPool | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics(enabled=False)
         self.store = VectorStore(settings)
         self.embedders = embedders or EmbedderPool(embedder_factory(settings))
         self.lexical = LexicalIndexes(settings.ragbot_data_dir / "lexical")
@@ -44,8 +48,13 @@ class RagService:
         on_token: TokenSink | None = None,
     ) -> Answer:
         query = self.answerer.condense_query(question, history)
+        started = time.perf_counter()
         hits = self.retriever.search(query, top_k=top_k, source=source)
-        return self.answerer.answer(question, hits, history=history, on_token=on_token)
+        retrieved = time.perf_counter()
+        answer = self.answerer.answer(question, hits, history=history, on_token=on_token)
+        llm_seconds = time.perf_counter() - retrieved if self.answerer.configured else None
+        self.metrics.asked(retrieval_seconds=retrieved - started, llm_seconds=llm_seconds, answer=answer)
+        return answer
 
     def ingest(
         self,
@@ -55,7 +64,24 @@ class RagService:
         trigger: str = "cli",
         progress: Progress | None = None,
     ) -> list[IngestReport]:
-        return self.ingestor.run(targets, full=full, trigger=trigger, progress=progress)
+        reports = self.ingestor.run(targets, full=full, trigger=trigger, progress=progress)
+        for report in reports:
+            self.metrics.ingested(report)
+        if reports:
+            self.refresh_index_metrics()
+        return reports
+
+    def refresh_index_metrics(self) -> None:
+        """Set the per-source index size gauges (after an ingest, and once at start)."""
+        if not self.metrics.enabled:
+            return
+        try:
+            sources = self.status()["sources"]
+        except Exception as e:  # a gauge is not worth failing anything over (e.g. the store is down)
+            log.warning("cannot read the index size for the metrics: %s", e)
+            return
+        for name, info in sources.items():
+            self.metrics.index_size(name, documents=info["documents"], chunks=info["chunks"])
 
     def status(self) -> dict[str, Any]:
         """Index size per source, last runs, configured sources, model and store."""

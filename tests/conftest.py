@@ -49,6 +49,10 @@ CONTRACT_VARS = [
     "RAGBOT_API_TOKEN",
     "LOG_LEVEL",
     "LOG_FORMAT",
+    "RAGBOT_METRICS_PORT",
+    "RAGBOT_METRICS_HOST",
+    "RAGBOT_LIVENESS_GRACE_SECONDS",
+    "RAGBOT_RETENTION_DAYS",
 ]
 
 # Offline, deterministic, no proxies: set for the whole session (and inherited by subprocesses).
