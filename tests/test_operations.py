@@ -419,3 +419,25 @@ def test_liveness_verdicts() -> None:
     assert "down for 121 s" in str(problem(long_down, grace_seconds=120, wedged_after=300, now=now))
     wedged = {**up, "oldest_answer_seconds": 299.5, "heartbeat": now - 1}
     assert "wedged" in str(problem(wedged, grace_seconds=120, wedged_after=300, now=now))
+
+
+def test_every_metric_is_documented_and_the_dashboard_uses_only_real_ones() -> None:
+    import re
+
+    families = {f.name for f in Metrics(process=False).registry.collect()}
+    assert {
+        "ragbot_questions",
+        "ragbot_answer_seconds",
+        "ragbot_ingest_runs",
+        "ragbot_slack_connected",
+    } <= families
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    for name in families:
+        kind_suffix = "_total" if f"`{name}_total`" in docs else ""
+        assert f"`{name}{kind_suffix}`" in docs, name
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {
+        re.sub(r"_(total|bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"ragbot_[a-z_]+", e)
+    }
+    assert used and used <= families, used - families
