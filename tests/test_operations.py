@@ -27,7 +27,7 @@ from bot.feedback import CSV_COLUMNS, feedback_path, parse_duration, read_votes
 from bot.liveness import STALE_AFTER_SECONDS, problem, read_heartbeat
 from bot.memory import AnswerLog, SlackState, ThreadMemory
 from rag.config import Settings
-from rag.metrics import Metrics, llm_error_kind, serve_metrics
+from rag.metrics import LLM_ERROR_KINDS, Metrics, llm_error_kind, serve_metrics
 from rag.models import Answer, Hit
 from rag.retention import purge
 from rag.service import RagService
@@ -441,3 +441,16 @@ def test_every_metric_is_documented_and_the_dashboard_uses_only_real_ones() -> N
         re.sub(r"_(total|bucket|sum|count)$", "", m) for e in exprs for m in re.findall(r"ragbot_[a-z_]+", e)
     }
     assert used and used <= families, used - families
+
+
+@pytest.mark.slow
+def test_a_failing_llm_is_counted_by_kind_and_the_answer_still_comes(
+    settings: Settings, service: RagService, metrics: Metrics, fake_llm: FakeLLM
+) -> None:
+    fake_llm.status = 500
+    answer = service.ask("How is a payment refunded?")
+    assert answer.mode == "extractive" and answer.hits
+    get = metrics.registry.get_sample_value
+    assert get("ragbot_llm_errors_total", {"kind": "server"}) == 1
+    assert sum(get("ragbot_llm_errors_total", {"kind": k}) or 0 for k in LLM_ERROR_KINDS) == 1
+    assert get("ragbot_llm_seconds_count") == 1 and get("ragbot_retrieval_seconds_count") == 1
