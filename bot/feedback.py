@@ -156,6 +156,19 @@ def to_csv(votes: Sequence[Vote]) -> str:
     return out.getvalue()
 
 
+def to_text(votes: Sequence[Vote]) -> str:
+    """Three lines per vote: when, the vote, who and the question; the answer; its sources."""
+    lines: list[str] = []
+    for v in votes:
+        data = v.to_json()
+        found = "" if v.found is None else (" (found)" if v.found else " (NOT FOUND)")
+        lines.append(f"{data['at']} {'👍' if v.vote == 'up' else '👎'} {v.user}{found}: {v.question}")
+        lines.append(f"    {data['answer']}")
+        if v.sources:
+            lines.append(f"    sources: {', '.join(_citation(s) for s in v.sources)}")
+    return "".join(line + "\n" for line in lines)
+
+
 def _citation(source: dict[str, Any]) -> str:
     path = source.get("path")
     if path:

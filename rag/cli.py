@@ -73,27 +73,6 @@ def settings_and_service(*, metrics: bool = False) -> tuple[Settings, RagService
     return settings, RagService(settings, metrics=metrics_for(settings) if metrics else None)
 
 
-@contextmanager
-def operations(settings: Settings, service: RagService) -> Iterator[None]:
-    """For the long-running `run` and `worker`: the metrics endpoint (when RAGBOT_METRICS_PORT
-    is set) and the retention job."""
-    import threading
-
-    from rag.metrics import serve_metrics
-    from rag.retention import RetentionJob
-
-    server = serve_metrics(settings, service.metrics)
-    if server is not None:  # the index gauges before the first ingest; the store may be slow
-        threading.Thread(target=service.refresh_index_metrics, name="ragbot-gauges", daemon=True).start()
-    retention = RetentionJob(settings).start()
-    try:
-        yield
-    finally:
-        retention.stop()
-        if server is not None:
-            server.close()
-
-
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -308,6 +287,7 @@ def status(
 @app.command()
 def worker() -> None:
     """The periodic re-ingestion scheduler alone (one per deployment when bots are replicated)."""
+    from rag.operations import operations
     from rag.scheduler import run_worker
 
     with edge():
@@ -342,6 +322,7 @@ def run() -> None:
     from rag.config import load_settings
     from rag.logs import configure_logging
     from rag.metrics import metrics_for
+    from rag.operations import operations
     from rag.scheduler import start_for_bot
     from rag.service import RagService
 
@@ -374,7 +355,7 @@ def feedback(
     """The 👍/👎 votes given in Slack, newest first, with a summary line."""
     import time
 
-    from bot.feedback import feedback_path, parse_duration, read_votes, summary, summary_line, to_csv
+    from bot.feedback import feedback_path, parse_duration, read_votes, summary, summary_line, to_csv, to_text
     from rag.config import load_settings
 
     if as_json and as_csv:
@@ -390,16 +371,8 @@ def feedback(
     if as_json:
         counts = summary(votes)
         emit_json({"up": counts["up"], "down": counts["down"], "votes": [v.to_json() for v in listed]})
-    elif as_csv:
-        sys.stdout.write(to_csv(listed))
     else:
-        for v in listed:
-            data = v.to_json()
-            found = "" if v.found is None else (" found" if v.found else " NOT FOUND")
-            typer.echo(f"{data['at']} {'👍' if v.vote == 'up' else '👎'} {v.user}{found}: {v.question}")
-            typer.echo(f"    {data['answer']}")
-            if v.sources:
-                typer.echo(f"    sources: {', '.join(v.source_names())}")
+        sys.stdout.write(to_csv(listed) if as_csv else to_text(listed))
     typer.echo(f"last {since}: {summary_line(votes)}", err=True)
 
 

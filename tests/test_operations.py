@@ -454,3 +454,16 @@ def test_a_failing_llm_is_counted_by_kind_and_the_answer_still_comes(
     assert get("ragbot_llm_errors_total", {"kind": "server"}) == 1
     assert sum(get("ragbot_llm_errors_total", {"kind": k}) or 0 for k in LLM_ERROR_KINDS) == 1
     assert get("ragbot_llm_seconds_count") == 1 and get("ragbot_retrieval_seconds_count") == 1
+
+
+def test_feedback_text_shows_each_vote_with_its_answer_and_sources(tmp_path: Path) -> None:
+    plant_votes(tmp_path / "data")
+    result = feedback_cli(tmp_path, "--down")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("👎 U2 (found): How are refunds made?")
+    assert lines[1].startswith("    Refunds go through the gateway [1].")
+    assert lines[2] == "    sources: shop/payments.py:1-3"
+    assert lines[3].endswith("👎 U1 (NOT FOUND): Who owns billing?")
+    assert len(lines) == 6  # only the two 👎
+    assert result.stderr.startswith("last 7d: 3 vote(s)")
