@@ -305,7 +305,8 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     metrics = Metrics()
     service = RagService(settings, metrics=metrics)
     app = create_app(settings, service, metrics=metrics)
-    service.refresh_index_metrics()
+    # The index gauges in the background: a Chroma server that is slow to answer must not delay startup.
+    threading.Thread(target=service.refresh_index_metrics, name="ragbot-gauges", daemon=True).start()
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
