@@ -38,7 +38,7 @@ WORKDIR /data
 USER ragbot
 
 EXPOSE 8000
-# serve: GET /healthz; worker: the scheduler's heartbeat; run: the process is up.
+# serve: GET /healthz; worker: the scheduler's heartbeat; run: the Slack connection is up (docs/deployment.md).
 HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
     CMD ["python", "-m", "rag.healthcheck"]
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from slack_sdk import WebClient
 
     from bot.handlers import Handlers
+    from bot.liveness import Heartbeat
     from rag.config import Settings
     from rag.service import RagService
 
@@ -136,6 +137,7 @@ class SlackBot:
         self.handler_options = handler_options
         self._socket: Any = None
         self._handlers: Handlers | None = None
+        self._heartbeat: Heartbeat | None = None
         self._stopping = threading.Event()
 
     def start(self) -> None:
@@ -147,6 +149,8 @@ class SlackBot:
         # websocket-client handler opened duplicate sessions on `disconnect` and took up to
         # 10 s to close (measurements in docs/slack.md).
         from slack_bolt.adapter.socket_mode.builtin import SocketModeHandler
+
+        from bot.liveness import Heartbeat
 
         client = make_web_client(self.settings)
         identity = dict(client.auth_test().data)  # type: ignore[arg-type]
@@ -162,18 +166,39 @@ class SlackBot:
             self.settings, self.service, client=client, identity=identity, **self.handler_options
         )
         self._handlers = app.ragbot_handlers  # type: ignore[attr-defined]
+        self._heartbeat = Heartbeat(
+            self.settings.ragbot_data_dir, metrics=self.service.metrics, inflight=self._handlers.inflight
+        )
+        self._heartbeat.write()  # "not connected yet": the grace period runs from here
         self._socket = SocketModeHandler(
             app, app_token=self.settings.slack_app_token, web_client=client, ping_interval=self.ping_interval
         )
         self._socket.connect()
         self._stopping.clear()
+        self._observe_connection()
         threading.Thread(target=self._watch_connection, name="ragbot-socket-watchdog", daemon=True).start()
         log.info("Socket Mode session open; listening for mentions, DMs and /ragingest")
+
+    def _observe_connection(self) -> bool:
+        """Report the connection's state to the liveness record and metrics; True when up."""
+        client = getattr(self._socket, "client", None)
+        session = getattr(client, "current_session", None)
+        connected = bool(
+            client is not None
+            and session is not None
+            and not client.closed
+            and client.is_connected()
+            and getattr(session, "consecutive_check_state_error_count", 0) == 0
+        )
+        if self._heartbeat is not None and not self._stopping.is_set():
+            self._heartbeat.observe(connected=connected, session_id=client.session_id() if client else None)
+        return connected
 
     def _watch_connection(self) -> None:
         """Reconnect as soon as a ping could not be sent (the socket is dead), instead of
         after the builtin client's five failed pings."""
         while not self._stopping.wait(WATCHDOG_SECONDS):
+            self._observe_connection()
             client = getattr(self._socket, "client", None)
             session = getattr(client, "current_session", None)
             if client is None or session is None or client.closed:
@@ -187,6 +212,9 @@ class SlackBot:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._heartbeat is not None:
+            self._heartbeat.remove()
+            self.service.metrics.slack_connection(False)
         if self._socket is not None:
             self._socket.close()
             self._socket = None

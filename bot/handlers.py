@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from bot import formatting, messages
 from bot.dedupe import SeenKeys, event_key, message_key
+from bot.liveness import InFlight
 from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
 from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
+from rag.metrics import answer_found
 
 if TYPE_CHECKING:
     from slack_bolt import App
@@ -51,6 +53,7 @@ class Streamer:
         self.interval = interval
         self.parts: list[str] = []
         self.updates = 0
+        self.first_update_at: float | None = None  # monotonic: when answer text first became visible
         self._last = time.monotonic()
 
     def on_token(self, token: str) -> None:
@@ -64,6 +67,7 @@ class Streamer:
                 channel=self.channel, ts=self.ts, text=formatting.streaming_text("".join(self.parts))
             )
             self.updates += 1
+            self.first_update_at = self.first_update_at or time.monotonic()
         except Exception as e:  # a failed progress update must not lose the answer
             log.warning("streaming update failed in %s: %s", self.channel, e)
 
@@ -108,6 +112,7 @@ class Handlers:
         self._slots = threading.BoundedSemaphore(max_pending)
         self._admins: dict[str, tuple[float, bool]] = {}
         self._our_threads: set[str] = set()  # "channel:thread_ts" where the bot has posted an answer
+        self.inflight = InFlight()  # accepted questions not answered yet (liveness, answer timing)
 
     def register(self, app: App) -> None:
         app.event("app_mention")(self.on_mention)
@@ -197,21 +202,27 @@ class Handlers:
             log.info("duplicate delivery of %s/%s ignored (event %s)", channel, ts, body.get("event_id"))
             return
         question = self._clean_question(str(event.get("text") or ""))
+        metrics = self.service.metrics
         try:
             if not question:
+                metrics.question("slack", "refused")
                 self._post(channel, reply_thread, messages.EMPTY_QUESTION)
                 return
             wait = self.limiter.check(user)
             if wait:
+                metrics.question("slack", "rate_limited")
                 self._ephemeral(
                     channel, user, reply_thread, messages.RATE_LIMITED.format(seconds=int(wait) + 1)
                 )
                 return
             if not self._slots.acquire(blocking=False):
+                metrics.question("slack", "refused")
                 self._post(channel, reply_thread, messages.OVERLOADED)
                 return
+            self.inflight.start(f"{channel}:{ts}")
             self._react("reactions_add", channel, ts)
         except Exception:
+            metrics.question("slack", "error")
             error_id = new_error_id()
             log.exception("cannot accept question %s/%s [error id %s]", channel, ts, error_id)
             self._apologise(channel, reply_thread, error_id)
@@ -260,6 +271,7 @@ class Handlers:
                 answer=answer.text,
                 mode=answer.mode,
                 hits=answer.hits,
+                found=answer_found(answer),
             )
             self.client.chat_update(
                 channel=channel,
@@ -278,6 +290,10 @@ class Handlers:
                     unfurl_links=False,
                     unfurl_media=False,
                 )
+            shown = time.monotonic()
+            received = self.inflight.started(f"{channel}:{ts}") or shown
+            self.service.metrics.first_text((streamer.first_update_at or shown) - received)
+            self.service.metrics.answered("slack", answer, seconds=shown - received)
             log.info(
                 "answered %s/%s (%s, %d sources, %d streaming updates)",
                 channel,
@@ -287,14 +303,17 @@ class Handlers:
                 streamer.updates,
             )
         except StoreError as e:  # the index (e.g. a Chroma server) is down: say so, stay up
+            self.service.metrics.question("slack", "error")
             log.warning("answering %s/%s: the index is unavailable: %s", channel, ts, e)
             self._tell(channel, reply_thread, messages.INDEX_UNAVAILABLE, replace=placeholder)
         except Exception:
+            self.service.metrics.question("slack", "error")
             error_id = new_error_id()
             log.exception("answering %s/%s failed [error id %s]", channel, ts, error_id)
             self._apologise(channel, reply_thread, error_id, replace=placeholder)
         finally:
             self._react("reactions_remove", channel, ts)
+            self.inflight.done(f"{channel}:{ts}")
             self._slots.release()
 
     # ----- /ragingest ------------------------------------------------------------------------
@@ -338,8 +357,12 @@ class Handlers:
             self._respond(respond, user, messages.INGEST_ERROR.format(error_id=error_id))
 
     def _status_job(self, *, respond: Any, user: str) -> None:
+        from bot.feedback import read_votes, summary_line
+
         try:
-            self._respond(respond, user, status_text(self.service.status()))
+            week = read_votes(self.answers.feedback_path, since=time.time() - 7 * 86_400)
+            text = status_text(self.service.status()) + f"\n*Feedback, last 7 days*: {summary_line(week)}"
+            self._respond(respond, user, text)
         except Exception:
             error_id = new_error_id()
             log.exception("/ragingest status failed [error id %s]", error_id)
@@ -374,6 +397,7 @@ class Handlers:
         vote = "up" if action.get("action_id") == formatting.FEEDBACK_UP else "down"
         try:
             self.answers.record_vote(str(action.get("value", "")), user=user, vote=vote)
+            self.service.metrics.vote(vote)
             channel = (body.get("channel") or {}).get("id")
             thread = (body.get("message") or {}).get("thread_ts")
             if channel:

@@ -10,12 +10,14 @@ rebuilds a thread from conversations.replies so a follow-up still gets its conte
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from contextlib import closing
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,6 @@ from rag.models import Hit, Turn
 
 MAX_TURNS = 10
 MAX_CHARS = 8_000  # ≈ 2k tokens of history, leaving the model's window to the sources
-KEEP_DAYS = 90
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -34,21 +35,26 @@ CREATE INDEX IF NOT EXISTS turns_thread ON turns (channel, thread_ts, created);
 CREATE TABLE IF NOT EXISTS answers (
     answer_id TEXT PRIMARY KEY, created REAL NOT NULL, channel TEXT, thread_ts TEXT, user TEXT,
     question TEXT NOT NULL, answer TEXT NOT NULL, mode TEXT, sources TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS answers_created ON answers (created);
 """
+FEEDBACK_FILE = "feedback.jsonl"
 
 
 class SlackState:
-    """The bot's SQLite file in RAGBOT_DATA_DIR/slack: thread turns and answered questions."""
+    """The bot's SQLite file in RAGBOT_DATA_DIR/slack: thread turns and answered questions.
+
+    What is older than RAGBOT_RETENTION_DAYS is deleted by rag/retention.py (`purge`).
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "slack" / "slack.sqlite3"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._connect() as db:
+        with closing(self._connect()) as db, db:
             db.executescript(_SCHEMA)
-            cutoff = time.time() - KEEP_DAYS * 86_400
-            db.execute("DELETE FROM turns WHERE created < ?", (cutoff,))
-            db.execute("DELETE FROM answers WHERE created < ?", (cutoff,))
+            columns = {row[1] for row in db.execute("PRAGMA table_info(answers)")}
+            if "found" not in columns:  # files written before votes recorded `found`
+                db.execute("ALTER TABLE answers ADD COLUMN found INTEGER")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
@@ -58,6 +64,13 @@ class SlackState:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock, closing(self._connect()) as db, db:
             return list(db.execute(sql, args).fetchall())
+
+    def purge(self, cutoff: float) -> dict[str, int]:
+        """Delete thread turns and answers created before `cutoff` (a Unix time)."""
+        with self._lock, closing(self._connect()) as db, db:
+            turns = db.execute("DELETE FROM turns WHERE created < ?", (cutoff,)).rowcount
+            answers = db.execute("DELETE FROM answers WHERE created < ?", (cutoff,)).rowcount
+        return {"turns": turns, "answers": answers}
 
 
 class ThreadMemory:
@@ -124,7 +137,7 @@ class AnswerLog:
 
     def __init__(self, state: SlackState) -> None:
         self.state = state
-        self.feedback_path = state.path.parent / "feedback.jsonl"
+        self.feedback_path = state.path.parent / FEEDBACK_FILE
         self._lock = threading.Lock()
 
     def record_answer(
@@ -138,22 +151,35 @@ class AnswerLog:
         answer: str,
         mode: str,
         hits: Sequence[Hit],
+        found: bool | None = None,
     ) -> None:
         sources = json.dumps([_source_json(h) for h in hits], ensure_ascii=False)
         self.state.execute(
-            "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (answer_id, time.time(), channel, thread_ts, user, question, answer, mode, sources),
+            "INSERT OR REPLACE INTO answers (answer_id, created, channel, thread_ts, user, question, "
+            "answer, mode, sources, found) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                answer_id,
+                time.time(),
+                channel,
+                thread_ts,
+                user,
+                question,
+                answer,
+                mode,
+                sources,
+                None if found is None else int(found),
+            ),
         )
 
     def answer(self, answer_id: str) -> dict[str, Any] | None:
         rows = self.state.execute(
-            "SELECT channel, thread_ts, user, question, answer, mode, sources FROM answers "
+            "SELECT channel, thread_ts, user, question, answer, mode, sources, found FROM answers "
             "WHERE answer_id = ?",
             (answer_id,),
         )
         if not rows:
             return None
-        channel, thread_ts, user, question, answer, mode, sources = rows[0]
+        channel, thread_ts, user, question, answer, mode, sources, found = rows[0]
         return {
             "channel": channel,
             "thread_ts": thread_ts,
@@ -162,6 +188,7 @@ class AnswerLog:
             "answer": answer,
             "mode": mode,
             "sources": json.loads(sources),
+            "found": None if found is None else bool(found),
         }
 
     def record_vote(self, answer_id: str, *, user: str, vote: str) -> dict[str, Any]:
@@ -171,11 +198,28 @@ class AnswerLog:
             "answer_id": answer_id,
             "user": user,
             "vote": vote,
-            **(self.answer(answer_id) or {"question": None, "answer": None, "sources": []}),
+            **(self.answer(answer_id) or {"question": None, "answer": None, "sources": [], "found": None}),
         }
-        with self._lock, self.feedback_path.open("a", encoding="utf-8") as f:
+        with (
+            self._lock,
+            feedback_lock(self.feedback_path),
+            self.feedback_path.open("a", encoding="utf-8") as f,
+        ):
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
         return entry
+
+
+@contextmanager
+def feedback_lock(path: Path) -> Iterator[None]:
+    """An OS lock beside the feedback log: appends (every bot replica) and the retention
+    rewrite (rag/retention.py) never interleave."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _source_json(hit: Hit) -> dict[str, Any]:

@@ -8,6 +8,7 @@
 - `POST /query` `{"session_id", "query", "top_k", "source"}`: the `ask --json` document; a session
   keeps its recent turns like a Slack thread; `source` is a target (name, kind or `all`).
 - `GET /healthz`: no token; index size, last runs and next scheduled run, no secrets.
+- `GET /metrics`: Prometheus text (rag/metrics.py), behind the token.
 
 Every route but /healthz and the docs needs `Authorization: Bearer $RAGBOT_API_TOKEN` when the
 token is set (it must be, unless the server is bound to loopback).
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from rag.config import Settings
 from rag.errors import ConfigError, IngestBusyError, RagError
 from rag.memory import ConversationMemory
+from rag.metrics import Metrics
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -121,19 +123,25 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings, service: "RagService", *, sessions: SessionStore | None = None
+    settings: Settings,
+    service: "RagService",
+    *,
+    sessions: SessionStore | None = None,
+    metrics: Metrics | None = None,
 ) -> "FastAPI":
     """The FastAPI application; `service` is shared with whatever else runs in the process."""
+    import time
     from typing import Annotated
 
     from fastapi import Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from pydantic import BaseModel, Field, field_validator
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     sessions = sessions or SessionStore()
+    metrics = metrics or Metrics()
     bearer = HTTPBearer(auto_error=False, description="RAGBOT_API_TOKEN")
 
     class Problem(Exception):
@@ -272,6 +280,7 @@ def create_app(
     @app.post("/query", dependencies=[Depends(require_token)], summary="Answer a question, with sources")
     def query(body: QueryRequest) -> dict[str, Any]:
         memory = sessions.get(body.session_id)
+        started = time.perf_counter()
         try:
             answer = service.ask(
                 body.query.strip(), top_k=body.top_k, source=body.source, history=memory.turns()
@@ -279,14 +288,22 @@ def create_app(
         except ConfigError as e:
             raise Problem(400, str(e)) from e
         except RagError as e:
+            metrics.question("api", "error")
             raise Problem(503, str(e)) from e
+        except Exception:
+            metrics.question("api", "error")
+            raise
         memory.add(body.query.strip(), answer.text)
+        metrics.answered("api", answer, seconds=time.perf_counter() - started)
         return answer.to_json()
+
+    @app.get("/metrics", dependencies=[Depends(require_token)], summary="Prometheus metrics")
+    def metrics_route() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/healthz", summary="Liveness and index status (no token needed)")
     def healthz() -> JSONResponse:
-        import time
-
         # status() walks the index metadata: cache it briefly so frequent probes stay cheap.
         with status_lock:
             cached = status_cache.get("value")
@@ -310,8 +327,11 @@ def serve(settings: Settings, *, host: str, port: int) -> None:
     from rag.service import RagService
 
     check_serve_settings(settings, host)
-    service = RagService(settings)
-    app = create_app(settings, service)
+    metrics = Metrics()
+    service = RagService(settings, metrics=metrics)
+    app = create_app(settings, service, metrics=metrics)
+    # The index gauges in the background: a Chroma server that is slow to answer must not delay startup.
+    threading.Thread(target=service.refresh_index_metrics, name="ragbot-gauges", daemon=True).start()
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:

@@ -50,14 +50,15 @@ def edge() -> Iterator[None]:
         fail("interrupted", 130)
 
 
-def settings_and_service() -> tuple[Settings, RagService]:
+def settings_and_service(*, metrics: bool = False) -> tuple[Settings, RagService]:
     from rag.config import load_settings
     from rag.logs import configure_logging
+    from rag.metrics import metrics_for
     from rag.service import RagService
 
     settings = load_settings()
     configure_logging(settings)
-    return settings, RagService(settings)
+    return settings, RagService(settings, metrics=metrics_for(settings) if metrics else None)
 
 
 def emit_json(data: Any) -> None:
@@ -293,11 +294,13 @@ def status(
 @app.command()
 def worker() -> None:
     """The periodic re-ingestion scheduler alone (one per deployment when bots are replicated)."""
+    from rag.operations import operations
     from rag.scheduler import run_worker
 
     with edge():
-        settings, service = settings_and_service()
-        run_worker(settings, service)
+        settings, service = settings_and_service(metrics=True)
+        with operations(settings, service):
+            run_worker(settings, service)
 
 
 @app.command()
@@ -325,6 +328,8 @@ def run() -> None:
     from bot.app import SlackBot, validate_slack_settings
     from rag.config import load_settings
     from rag.logs import configure_logging
+    from rag.metrics import metrics_for
+    from rag.operations import operations
     from rag.scheduler import start_for_bot
     from rag.service import RagService
 
@@ -332,15 +337,50 @@ def run() -> None:
         settings = load_settings()
         validate_slack_settings(settings)  # one line, exit 2, before loading any model
         configure_logging(settings)
-        service = RagService(settings)
+        service = RagService(settings, metrics=metrics_for(settings))
         bot = SlackBot(settings, service)
-        # The periodic ingest shares `service`, so it takes the same single-flight lock as
-        # /ragingest; with RAGBOT_SCHEDULER=off (extra replicas) the handle stays idle.
-        scheduler = start_for_bot(settings, service)
-        try:
-            bot.run_forever()
-        finally:
-            scheduler.shutdown()
+        with operations(settings, service):
+            # The periodic ingest shares `service`, so it takes the same single-flight lock as
+            # /ragingest; with RAGBOT_SCHEDULER=off (extra replicas) the handle stays idle.
+            scheduler = start_for_bot(settings, service)
+            try:
+                bot.run_forever()
+            finally:
+                scheduler.shutdown()
+
+
+# ----- feedback ------------------------------------------------------------------------------
+
+
+@app.command()
+def feedback(
+    since: Annotated[str, typer.Option("--since", help="Only votes this recent: 7d, 12h, 30m, 2w.")] = "7d",
+    down: Annotated[bool, typer.Option("--down", help="List only the 👎 votes.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the votes as JSON on stdout.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print the votes as CSV on stdout.")] = False,
+) -> None:
+    """The 👍/👎 votes given in Slack, newest first, with a summary line."""
+    import time
+
+    from bot.feedback import feedback_path, parse_duration, read_votes, summary, summary_line, to_csv, to_text
+    from rag.config import load_settings
+
+    if as_json and as_csv:
+        fail("--json and --csv: choose one", 2)
+    try:
+        window = parse_duration(since)
+    except ValueError as e:
+        fail(f"--since: {e}", 2)
+    with edge():
+        settings = load_settings()
+        votes = read_votes(feedback_path(settings.ragbot_data_dir), since=time.time() - window)
+    listed = [v for v in votes if v.vote == "down"] if down else votes
+    if as_json:
+        counts = summary(votes)
+        emit_json({"up": counts["up"], "down": counts["down"], "votes": [v.to_json() for v in listed]})
+    else:
+        sys.stdout.write(to_csv(listed) if as_csv else to_text(listed))
+    typer.echo(f"last {since}: {summary_line(votes)}", err=True)
 
 
 # ----- eval ----------------------------------------------------------------------------------

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
 
+    ragbot_metrics_port: int | None = Field(None, alias="RAGBOT_METRICS_PORT", ge=1, le=65535)
+    ragbot_metrics_host: str = Field("127.0.0.1", alias="RAGBOT_METRICS_HOST")
+    ragbot_liveness_grace_seconds: float = Field(120.0, alias="RAGBOT_LIVENESS_GRACE_SECONDS", ge=0)
+    ragbot_retention_days: int = Field(90, alias="RAGBOT_RETENTION_DAYS", ge=1)
+
     @field_validator("confluence_space", "ragingest_allowed_users", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -122,14 +127,28 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("emb_int8", "trust_remote_code", mode="before")
+    @field_validator(
+        "emb_int8",
+        "trust_remote_code",
+        "ragbot_metrics_host",
+        "ragbot_liveness_grace_seconds",
+        "ragbot_retention_days",
+        mode="before",
+    )
     @classmethod
     def _blank_bool_is_default(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str) and not value.strip():
             return cls.model_fields[info.field_name or ""].default
         return value
 
-    @field_validator("chunk_size", "chunk_overlap", "chroma_port", "ragbot_sources_file", mode="before")
+    @field_validator(
+        "chunk_size",
+        "chunk_overlap",
+        "chroma_port",
+        "ragbot_sources_file",
+        "ragbot_metrics_port",
+        mode="before",
+    )
     @classmethod
     def _blank_int_is_unset(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

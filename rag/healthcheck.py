@@ -3,7 +3,9 @@
 Without an argument the role is read from the container's main command (/proc/1/cmdline):
 - `serve`: GET /healthz on the local port answers 200;
 - `worker`: the scheduler's heartbeat in RAGBOT_DATA_DIR is fresh (rag/scheduler.py);
-- `run` (the Slack bot): the process is alive, which is all a healthy container already implies.
+- `run` (the Slack bot): its liveness record in RAGBOT_DATA_DIR (bot/liveness.py) is fresh, the
+  Socket Mode connection has not been down longer than RAGBOT_LIVENESS_GRACE_SECONDS, and no
+  answer has been in progress for longer than WEDGED_FACTOR × LITELLM_TIMEOUT (at least 5 min).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from rag.config import load_settings
 from rag.scheduler import read_record
 
 ROLES = ("serve", "worker", "run")
+WEDGED_FACTOR = 5
+MIN_WEDGED_SECONDS = 300.0
 
 
 def container_command(cmdline: Path = Path("/proc/1/cmdline")) -> list[str]:
@@ -53,6 +57,15 @@ def check(role: str, args: list[str]) -> str | None:
         settings = load_settings()
         if read_record(settings.ragbot_data_dir) is None:
             return "the scheduler's heartbeat is missing or stale"
+    if role == "run":
+        from bot.liveness import problem, read_heartbeat
+
+        settings = load_settings()
+        return problem(
+            read_heartbeat(settings.ragbot_data_dir),
+            grace_seconds=settings.ragbot_liveness_grace_seconds,
+            wedged_after=max(MIN_WEDGED_SECONDS, WEDGED_FACTOR * settings.llm_timeout_seconds),
+        )
     return None
 
 

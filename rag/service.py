@@ -12,6 +12,7 @@ from rag.embedding import EmbedderPool, embedder_factory
 from rag.generation import Answerer, TokenSink
 from rag.ingest import Ingestor, Progress
 from rag.lexical import LexicalIndexes
+from rag.metrics import Metrics
 from rag.models import Answer, IngestReport, Turn
 from rag.retrieval import Retriever
 from rag.sources.registry import SourceRegistry, SourceSpec
@@ -30,8 +31,10 @@ class RagService:
         *,
         embedders: EmbedderPool | None = None,
         registry: SourceRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics(enabled=False)
         #: The configured sources; building it validates the sources file (ConfigError, exit 2).
         self.registry = registry if registry is not None else SourceRegistry.from_settings(settings)
         self.store = VectorStore(settings)
@@ -60,8 +63,13 @@ class RagService:
         """Answer from the sources of target `source` (None: all), within `allowed` names if given."""
         names = self.search_scope(source, allowed)
         query = self.answerer.condense_query(question, history)
+        started = time.perf_counter()
         hits = self.retriever.search(query, top_k=top_k, sources=names)
-        return self.answerer.answer(question, hits, history=history, on_token=on_token)
+        retrieved = time.perf_counter()
+        answer = self.answerer.answer(question, hits, history=history, on_token=on_token)
+        llm_seconds = time.perf_counter() - retrieved if self.answerer.configured else None
+        self.metrics.asked(retrieval_seconds=retrieved - started, llm_seconds=llm_seconds, answer=answer)
+        return answer
 
     def search_scope(self, target: str | None, allowed: Sequence[str] | None = None) -> list[str]:
         """The source names a question may search. Unknown target → ConfigError with the names."""
@@ -87,7 +95,24 @@ class RagService:
         specs = [s for s in self.registry.specs if s.name in chosen]
         specs += [t for t in targets if not isinstance(t, str) and t.name not in self.registry.names()]
         prune = ("all" in words) if prune_removed is None else prune_removed
-        return self.ingestor.run(specs, full=full, trigger=trigger, progress=progress, prune_removed=prune)
+        reports = self.ingestor.run(specs, full=full, trigger=trigger, progress=progress, prune_removed=prune)
+        for report in reports:
+            self.metrics.ingested(report)
+        if reports:
+            self.refresh_index_metrics()
+        return reports
+
+    def refresh_index_metrics(self) -> None:
+        """Set the per-source index size gauges (after an ingest, and once at start)."""
+        if not self.metrics.enabled:
+            return
+        try:
+            sources = self.status()["sources"]
+        except Exception as e:  # a gauge is not worth failing anything over (e.g. the store is down)
+            log.warning("cannot read the index size for the metrics: %s", e)
+            return
+        for name, info in sources.items():
+            self.metrics.index_size(name, documents=info["documents"], chunks=info["chunks"])
 
     def status(self) -> dict[str, Any]:
         """Every source (configured, or still indexed) with kind, location, size and last run."""

@@ -291,3 +291,36 @@ def test_unexpected_errors_are_a_generic_500_with_an_id(
     assert body["detail"] == "internal error"
     assert "hunter2" not in response.text and "Traceback" not in response.text
     assert any(body["error_id"] in r.getMessage() for r in caplog.records)
+
+
+def metric_samples(response: httpx.Response) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    assert response.status_code == 200, response.text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
+
+
+def test_metrics_need_the_token_and_move_by_exactly_one_query(
+    api: dict[str, Any], ingested: httpx.Response
+) -> None:
+    client: httpx.Client = api["client"]
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers=auth("not-the-token")).status_code == 401
+    before = metric_samples(client.get("/metrics", headers=auth()))
+    assert before[("ragbot_ingest_runs_total", frozenset({("source_name", "code"), ("outcome", "ok")}))] >= 1
+    assert before[("ragbot_index_chunks", frozenset({("source_name", "code")}))] >= 2
+
+    assert client.post("/query", json={"query": "What does greet do?"}, headers=auth()).status_code == 200
+    after = metric_samples(client.get("/metrics", headers=auth()))
+    changed = {k: after[k] - before.get(k, 0.0) for k in after if after[k] != before.get(k, 0.0)}
+    questions = {k: d for k, d in changed.items() if k[0] == "ragbot_questions_total"}
+    assert questions == {
+        ("ragbot_questions_total", frozenset({("surface", "api"), ("outcome", "answered")})): 1.0
+    }
+    for name in ("ragbot_answer_seconds", "ragbot_retrieval_seconds", "ragbot_llm_seconds"):
+        assert changed[(f"{name}_count", frozenset())] == 1, name
+    assert not any(k[0].startswith(("ragbot_ingest_", "ragbot_llm_errors")) for k in changed)

@@ -11,9 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fakes.slack_server import BOT_USER, FakeSlack
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -27,11 +29,14 @@ def scheduler_runs(data_dir: Path) -> list[tuple[str, int, str]]:
     db = data_dir / "state.sqlite3"
     if not db.exists():
         return []
-    with sqlite3.connect(db) as conn:
-        return [
-            (r[0], r[1], r[2])
-            for r in conn.execute("SELECT source, ok, report FROM runs WHERE trigger = 'scheduler'")
-        ]
+    try:
+        with sqlite3.connect(db) as conn:
+            return [
+                (r[0], r[1], r[2])
+                for r in conn.execute("SELECT source, ok, report FROM runs WHERE trigger = 'scheduler'")
+            ]
+    except sqlite3.OperationalError:  # the file exists, its schema not yet
+        return []
 
 
 def test_run_starts_bot_and_scheduler_and_stops_on_sigterm(
@@ -47,6 +52,7 @@ def test_run_starts_bot_and_scheduler_and_stops_on_sigterm(
         "CHROMA_DB_DIR": str(tmp_path / "chroma"),
         "RAGBOT_DATA_DIR": str(tmp_path / "data"),
         "INGEST_INTERVAL_MINUTES": "60",
+        "RAGBOT_METRICS_PORT": str(port := free_port()),
     }
     log = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(
@@ -73,6 +79,23 @@ def test_run_starts_bot_and_scheduler_and_stops_on_sigterm(
             what="the answer",
         )
         assert "ops/rotate_keys.py" in json.dumps(answer[-1]["blocks"])
+
+        def counted() -> str | None:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            line = 'ragbot_questions_total{outcome="answered",surface="slack"} 1.0'
+            return text if line in text else None
+
+        metrics = slack.wait_for(counted, what="the question in /metrics")
+        assert 'ragbot_ingest_runs_total{outcome="ok",source_name="code"} 1.0' in metrics
+        assert "ragbot_answer_seconds_count 1.0" in metrics and "ragbot_slack_connected 1.0" in metrics
+        check = subprocess.run(
+            [sys.executable, "-m", "rag.healthcheck", "run"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+        assert check.returncode == 0, check.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         slack.hang_up()
@@ -80,3 +103,4 @@ def test_run_starts_bot_and_scheduler_and_stops_on_sigterm(
         log.close()
     assert code == 0, (tmp_path / "run.log").read_text()[-3000:]
     assert not (tmp_path / "data" / "ingest.lock.json").exists()
+    assert not list((tmp_path / "data" / "liveness").glob("run-*.json"))  # stopped: not healthy

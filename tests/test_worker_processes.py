@@ -192,3 +192,40 @@ def test_worker_with_a_missing_repository_names_the_setting(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "CODE_REPO_PATH" in result.stderr
     assert not (tmp_path / "data" / "scheduler.json").exists()
+
+
+def test_the_worker_serves_its_ingest_metrics(tmp_path: Path) -> None:
+    import httpx
+
+    from tests.servers import free_port
+
+    make_repo(tmp_path)
+    port = free_port()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "worker"],
+        cwd=tmp_path,
+        env=ragbot_env(tmp_path, RAGBOT_METRICS_PORT=str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                text = httpx.get(url, timeout=5).text
+            except httpx.TransportError:
+                text = ""
+            # the index gauges are set right after the run is counted
+            if 'ragbot_index_documents{source_name="code"} 2.0' in text:
+                break
+            assert worker.poll() is None, "the worker died"
+            assert time.monotonic() < deadline, "no start-up ingest in the metrics"
+            time.sleep(0.3)
+        assert 'ragbot_ingest_runs_total{outcome="ok",source_name="code"} 1.0' in text
+        assert 'ragbot_ingest_seconds_count{source_name="code"} 1.0' in text
+        assert 'ragbot_chunks_embedded_total{source_name="code"}' in text
+        assert "ragbot_slack_connected 0.0" in text  # the worker has no Slack connection
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0

@@ -46,6 +46,7 @@ class FakeSlack:
         self.messages: dict[str, list[dict[str, Any]]] = {}  # channel → messages
         self.fail_next: dict[str, int] = {}  # method → HTTP status to answer once (429 says Retry-After: 1)
         self.connections_opened = 0
+        self.refuse_connections = False  # apps.connections.open fails (a Slack outage) while True
         self._ts = itertools.count(1)
         self._lock = threading.RLock()
         self._sockets: list[Any] = []
@@ -347,6 +348,8 @@ class FakeSlack:
         if method == "apps.connections.open":
             if not (token or "").startswith("xapp-"):
                 return {"ok": False, "error": "not_allowed_token_type"}
+            if self.refuse_connections:
+                return {"ok": False, "error": "internal_error"}
             self.connections_opened += 1
             return {"ok": True, "url": f"{self.ws_url}?ticket={self.connections_opened}"}
         if method == "chat.postMessage":
