@@ -10,9 +10,10 @@ puts it in each page's version, so an upgrade re-converts (and re-embeds) every 
 
 from __future__ import annotations
 
+import copy
 import html.entities
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ KNOWN_NAMESPACES = {
 XML_ENTITIES = {"amp", "lt", "gt", "quot", "apos"}
 FENCE_LINE = re.compile(r"^\s*```")
 PREFIX_RE = re.compile(r"</?([A-Za-z][\w.-]*):[\w.-]+|\s([A-Za-z][\w.-]*):[\w.-]+\s*=")
+CDATA_RE = re.compile(r"(<!\[CDATA\[.*?\]\]>)", re.S)
 ENTITY_RE = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
 
 BLOCK_TAGS = {
@@ -100,7 +102,7 @@ PANEL_LABELS = {
 # blocks of one real space); any other macro with a plain-text body and a language is code too.
 CODE_MACROS = {"code", "code-pro", "noformat", "code-block", "sourcecode", "codeblock", "newcode"}
 MARKS = {"strong": "**", "b": "**", "em": "*", "i": "*", "s": "~~", "del": "~~", "strike": "~~"}
-TABLE_PARTS = {"thead", "tbody", "tfoot", "tr", "td", "th", "colgroup", "col", "caption"}
+MACRO_PARTS = {"ac:parameter", "ac:rich-text-body", "ac:plain-text-body", "ac:default-parameter"}
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,9 @@ def _numeric_entities(xhtml: str) -> str:
         codepoint = html.entities.name2codepoint.get(name)
         return f"&#{codepoint};" if codepoint is not None else f"&amp;{name};"
 
-    return ENTITY_RE.sub(replace, xhtml)
+    # Not inside CDATA: `&copy;` in an HTML code sample is the code itself.
+    parts = CDATA_RE.split(xhtml)
+    return "".join(part if part.startswith("<![CDATA[") else ENTITY_RE.sub(replace, part) for part in parts)
 
 
 def parse_storage(xhtml: str) -> _Parsed:
@@ -158,6 +162,17 @@ def storage_to_markdown(xhtml: str, *, resolve_user: UserResolver | None = None)
     renderer = _Renderer(parsed.prefixes, resolve_user)
     text = "\n\n".join(b for b in renderer.container(parsed.root) if b.strip()).strip("\n")
     return text + "\n" if text else ""
+
+
+def _drop_keeping_tail(el: Any) -> None:
+    parent = el.getparent()
+    previous = el.getprevious()
+    if el.tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
 
 
 def _collapse(text: str) -> str:
@@ -264,12 +279,8 @@ class _Renderer:
 
     # ----- blocks ----------------------------------------------------------------------
 
-    def container(self, el: Any, *, skip: frozenset[str] = frozenset()) -> list[str]:
-        """The blocks of an element holding a mix of text, inline elements and blocks.
-
-        Children named in `skip` are left out (their tails kept): the cells and rows that a
-        recovering parser nested inside a table cell are rendered as cells and rows of their own.
-        """
+    def container(self, el: Any) -> list[str]:
+        """The blocks of an element holding a mix of text, inline elements and blocks."""
         blocks: list[str] = []
         # Newlines in the source are whitespace; only <br/> (rendered as "\n") breaks a line.
         inline: list[str] = [_collapse(el.text or "")]
@@ -283,9 +294,7 @@ class _Renderer:
         for group in self.groups(el):
             child = group[0]
             name = self.name(child)
-            if name in skip:
-                pass
-            elif len(group) == 1 and name and self.is_block(child):
+            if len(group) == 1 and name and self.is_block(child):
                 flush()
                 blocks.extend(b for b in self.block(child) if b.strip())
             else:
@@ -419,12 +428,11 @@ class _Renderer:
                         rowspan=span(child.get("rowspan")),
                     )
                 )
-                for inner in child:
-                    inner_name = self.name(inner)
-                    if inner_name in {"td", "th"}:
-                        self.collect_cells(inner, cells, nested, loose)
-                    elif inner_name == "tr":
-                        nested.append(inner)
+                for stray in self.strays(child):
+                    if self.name(stray) == "tr":
+                        nested.append(stray)
+                    else:
+                        self.collect_cells(stray, cells, nested, loose)
             elif name == "tr":
                 nested.append(child)
             elif name:
@@ -438,8 +446,21 @@ class _Renderer:
         text = self.paragraph(self.inline(el))
         return [text] if text else []
 
+    def strays(self, el: Any) -> Iterator[Any]:
+        """Cells and rows a repaired cell holds (at any depth, nested tables aside)."""
+        for child in el:
+            name = self.name(child)
+            if name in {"td", "th", "tr"}:
+                yield child
+            elif name != "table":
+                yield from self.strays(child)
+
     def cell(self, el: Any) -> str:
-        blocks = self.container(el, skip=frozenset({"td", "th", "tr"}))
+        if next(self.strays(el), None) is not None:
+            el = copy.deepcopy(el)  # the strays are cells and rows of their own: not this cell's text
+            for stray in list(self.strays(el)):
+                _drop_keeping_tail(stray)
+        blocks = self.container(el)
         if any(FENCE_LINE.match(line) for block in blocks for line in block.split("\n")):
             return "\n".join(blocks)  # code keeps its lines; the table is laid out as records
         text = " ".join(block.replace("\n", " ") for block in blocks)
@@ -460,10 +481,10 @@ class _Renderer:
         if self.is_code_macro(el):
             return self.code_macro(el)
         if name in SILENT_MACROS:
-            return []
+            return self.macro_strays(el)
         if name in {"include", "excerpt-include"}:
             target = self.link_target(el)
-            return [f"(includes {target})"] if target else []
+            return ([f"(includes {target})"] if target else []) + self.macro_strays(el)
         body = next((c for c in el if self.name(c) == "ac:rich-text-body"), None)
         plain = next((c for c in el if self.name(c) == "ac:plain-text-body"), None)
         title = self.parameter(el, "title")
@@ -483,6 +504,17 @@ class _Renderer:
             inline = self.inline_macro(el)
             if inline:
                 blocks.append(inline)
+        return blocks + self.macro_strays(el)
+
+    def macro_strays(self, el: Any) -> list[str]:
+        """What a recovering parser moved into a macro beside its body (it belongs to the page)."""
+        blocks: list[str] = []
+        for child in el:
+            name = self.name(child)
+            if name and name not in MACRO_PARTS and not name.startswith("ri:"):
+                blocks.extend(self.loose(child))
+            if (child.tail or "").strip():
+                blocks.append(self.paragraph(_collapse(child.tail)))
         return blocks
 
     def code_macro(self, el: Any) -> list[str]:
@@ -496,7 +528,7 @@ class _Renderer:
             blocks.append(f"**{title}**")
         if code.strip():
             blocks.append(self.fenced(code, language))
-        return blocks
+        return blocks + self.macro_strays(el)
 
     # ----- inline ----------------------------------------------------------------------
 

@@ -92,7 +92,8 @@ def render(rows: list[list[Cell]]) -> str:
     table = [r for r in grid(rows) if any(c is not None for c in r)]
     if not table:
         return ""
-    has_header = _is_header_row(table[0])
+    # A header cell holding code is content, not a label to repeat before every value.
+    has_header = _is_header_row(table[0]) and not any(c is not None and c.multiline for c in table[0])
     if any(c is not None and c.multiline for r in table for c in r):
         return _records(table, has_header)
     lines: list[str] = []
@@ -116,6 +117,9 @@ def _records(table: list[list[Cell | None]], has_header: bool) -> str:
         body = table  # a table that is only a header row still says something
         labels = [""] * len(table[0])
     blocks: list[str] = []
+    used = {i for row in body for i, c in enumerate(row) if c is not None and c.text.strip()}
+    if any(label and i not in used for i, label in enumerate(labels)):
+        blocks.append(" | ".join(label for label in labels if label))  # a header over empty columns
     for row in body:
         lines: list[str] = []
         for label, cell in zip(labels, row, strict=True):
