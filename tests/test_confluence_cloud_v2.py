@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -204,6 +205,43 @@ def test_data_center_uses_v1_only_through_its_caps_and_under_counted_next_links(
     assert [r.params.get("start", "0") for r in body[:2]] == ["0", "49"]  # capped at 50, start under-counted
     assert not [p for p in paths(dc) if "/api/v2/" in p]
     assert [r.path for r in dc.requests if "/space/" in r.path] == ["/wiki/rest/api/space/ENG"]
+
+
+EXPECTED_PATHS = {
+    "cloud": {
+        "/wiki/rest/api/space/ENG",  # asked once: its 410 is what says "Cloud" on a custom domain
+        "/wiki/api/v2/spaces",
+        "/wiki/rest/api/content/search",
+        "/wiki/api/v2/pages/{id}",
+        "/wiki/api/v2/pages/{id}/labels",
+        "/wiki/api/v2/pages/{id}/ancestors",
+        "/wiki/rest/api/user",
+    },
+    "datacenter": {
+        "/wiki/rest/api/space/ENG",
+        "/wiki/rest/api/content/search",
+        "/wiki/rest/api/content/{id}",
+        "/wiki/rest/api/user",
+    },
+}
+
+
+@pytest.mark.parametrize("mode", ["cloud", "datacenter"])
+def test_the_paths_ragbot_sends_are_exactly_these(mode: str) -> None:
+    """Spelled out so that no atlassian-python-api release (5.x moved /wiki and /rest/api/1.0) changes them."""
+    fake = FakeConfluence(mode=mode).start()
+    try:
+        space = seed_engineering_space(fake)
+        fake.unsearchable.add(space.checklist)
+        source = make_source(fake)
+        source.prepare()
+        docs = loaded(source, source.scan())
+        assert sorted(docs) == sorted(space.visible)
+        assert all(isinstance(d, Document) for d in docs.values())
+        sent = {re.sub(r"/\d{5,}", "/{id}", r.path) for r in fake.requests}
+        assert sent == EXPECTED_PATHS[mode]
+    finally:
+        fake.stop()
 
 
 # ----- end to end: the real pipeline against both modes ----------------------------------------
