@@ -15,6 +15,11 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
+FENCE_OPEN = re.compile(r"^\s*(`{3,}|~{3,})")
+# Not bumped for the fence-aware packing of Markdown (fenced blocks kept whole where they fit):
+# a bump would re-embed every repository after an upgrade. Changed and new Markdown files get the
+# new packing; Confluence pages get it because their converter version re-converts them once;
+# `ragbot ingest --full` re-chunks everything at once.
 CHUNKER_VERSION = "lines-1"
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,25 @@ def markdown_sections(lines: Sequence[str]) -> list[Section]:
     if start < len(lines):
         sections.append(Section(start, len(lines), symbol))
     return _merge_bare_headings(sections, lines)
+
+
+def _fenced_blocks(lines: Sequence[str], section: Section) -> dict[int, int]:
+    """First line → last line (closing fence included) of each fenced block in the section."""
+    blocks: dict[int, int] = {}
+    opened: tuple[int, str] | None = None
+    for i in range(section.start, section.end):
+        if opened is None:
+            if match := FENCE_OPEN.match(lines[i]):
+                opened = (i, match.group(1))
+            continue
+        fence = lines[i].strip()
+        # Closed by a line of the same fence character, at least as long as the opening one.
+        if len(fence) >= len(opened[1]) and fence == opened[1][0] * len(fence):
+            blocks[opened[0]] = i
+            opened = None
+    if opened is not None:
+        blocks[opened[0]] = section.end - 1  # unclosed: runs to the end of the section
+    return blocks
 
 
 def _merge_bare_headings(sections: list[Section], lines: Sequence[str]) -> list[Section]:
@@ -116,21 +140,50 @@ class LineChunker:
         for section in self.sections(doc, lines):
             header = self.header(doc, section.symbol)
             budget = max(8, self.limit - self.count_tokens([header + "\n"])[0])
-            for start, end, body in self._pack(lines, counts, section, budget):
+            fences = _fenced_blocks(lines, section) if doc.language == "markdown" else {}
+            for start, end, body in self._pack(lines, counts, section, budget, fences):
                 if not body.strip():
                     continue
                 chunks.append(self._make(doc, len(chunks), header, body, start, end, section.symbol))
         return chunks
 
     def _pack(
-        self, lines: Sequence[str], counts: Sequence[int], section: Section, budget: int
+        self,
+        lines: Sequence[str],
+        counts: Sequence[int],
+        section: Section,
+        budget: int,
+        fences: dict[int, int] | None = None,
     ) -> list[tuple[int, int, str]]:
-        """Greedy packing of lines [section.start, section.end) into (first, last, text) pieces."""
+        """Greedy packing of lines [section.start, section.end) into (first, last, text) pieces.
+
+        `fences` maps the first line of a fenced block to its last: a block that fits the budget
+        starts a new piece rather than being cut, and is not repeated as overlap.
+        """
         pieces: list[tuple[int, int, str]] = []
         current: list[int] = []
         used = 0
+        fences = fences or {}
+        fenced_until = -1
+        whole: set[int] = set()  # lines of blocks kept whole: never repeated as a partial block
         for i in range(section.start, section.end):
             n = counts[i]
+            if i in fences and i > fenced_until:
+                last = fences[i]
+                block = sum(counts[i : last + 1])
+                if block <= budget:
+                    if used + block > budget and current:
+                        pieces.append(self._join(lines, current))
+                        current = self._carry(current, counts, whole)
+                        used = sum(counts[j] for j in current)
+                        if used + block > budget:
+                            current, used = [], 0
+                    fenced_until = last
+                    whole.update(range(i, last + 1))
+            elif i <= fenced_until:
+                current.append(i)  # inside a block already known to fit the current piece
+                used += n
+                continue
             if n > budget:
                 if current:
                     pieces.append(self._join(lines, current))
@@ -139,7 +192,7 @@ class LineChunker:
                 continue
             if used + n > budget and current:
                 pieces.append(self._join(lines, current))
-                carry = self._overlap_tail(current, counts)
+                carry = self._carry(current, counts, whole)
                 current = carry
                 used = sum(counts[j] for j in carry)
             current.append(i)
@@ -147,6 +200,13 @@ class LineChunker:
         if current:
             pieces.append(self._join(lines, current))
         return pieces
+
+    def _carry(self, indices: list[int], counts: Sequence[int], whole: set[int]) -> list[int]:
+        """The overlap carried into the next piece, cut after any line of a block kept whole."""
+        tail = self._overlap_tail(indices, counts)
+        while tail and any(j in whole for j in tail):
+            tail.pop(0)
+        return tail
 
     def _overlap_tail(self, indices: list[int], counts: Sequence[int]) -> list[int]:
         tail: list[int] = []

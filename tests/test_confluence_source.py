@@ -10,7 +10,7 @@ import pytest
 from rag.errors import ConfigError, SourceError
 from rag.models import Document
 from rag.sources.base import DocumentRef, LoadFailure
-from rag.sources.confluence import ConfluenceClient, ConfluenceSource, RetryPolicy
+from rag.sources.confluence import ConfluenceClient, ConfluenceSource, RetryPolicy, page_version
 from tests.confluence_samples import SeededSpace
 from tests.fakes.confluence_server import PASSWORD, TOKEN, USERNAME, FakeConfluence
 
@@ -54,7 +54,7 @@ def test_scan_lists_every_page_through_capped_pages_and_relative_next_links(
     source.prepare()
     refs = source.scan()
     assert sorted(r.doc_id for r in refs) == sorted(space.visible)
-    assert all(r.version == "1" for r in refs)
+    assert all(r.version == page_version(1) for r in refs)
     listing = [r for r in fake.requests_to("/content/search")]
     # 35 visible + 2 restricted pages, capped at 25 per answer although 100 were asked for.
     assert [r.params.get("start", "0") for r in listing] == ["0", "25"]
@@ -147,7 +147,7 @@ def test_document_carries_url_metadata_and_breadcrumb(fake: FakeConfluence, spac
     assert doc.source == "confluence" and doc.path is None and doc.language == "markdown"
     assert doc.title == "Release checklist"
     assert doc.url == f"{fake.url}/spaces/ENG/pages/{space.checklist}/Release+checklist"
-    assert doc.version == "2"  # the version fetched, newer than the listing's
+    assert doc.version == page_version(2)  # the version fetched, newer than the listing's
     meta = doc.metadata
     assert meta["breadcrumb"] == "Engineering > Engineering home > Deploying the API > Release checklist"
     assert meta["space"] == "ENG" and meta["page_id"] == space.checklist and meta["version"] == 2

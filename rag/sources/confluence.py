@@ -7,7 +7,8 @@ then fetches bodies only for the pages the pipeline asks for (new or changed ver
 
 atlassian-python-api provides the authenticated HTTP session; paging and retries are done
 here because its generator helpers stop early when a server caps `limit` and join relative
-`next` links against the host root, losing a `/wiki` context path.
+`next` links against the host root, losing a `/wiki` context path. Which endpoints serve
+spaces and single pages (Cloud's v2 or Data Center's v1) is decided in `confluence_api`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from rag.config import Settings
 from rag.errors import ConfigError, RagError, SourceError
 from rag.models import Document
 from rag.sources.base import DocumentRef, LoadFailure
-from rag.sources.confluence_markup import storage_to_markdown
+from rag.sources.confluence_api import ConfluenceHTTPError, SiteApi, SpaceInfo, looks_like_cloud
+from rag.sources.confluence_markup import CONVERTER_VERSION, storage_to_markdown
 
 if TYPE_CHECKING:
     from rag.sources.registry import ConfluenceSpec
@@ -60,15 +62,6 @@ class RetryPolicy:
         """Exponential with jitter: ~base, 2·base, 4·base … capped at backoff_max."""
         delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not cryptography
-
-
-class ConfluenceHTTPError(SourceError):
-    """A non-retryable HTTP error answer (4xx other than 401/403/429)."""
-
-    def __init__(self, message: str, *, status: int, is_json: bool) -> None:
-        super().__init__(message)
-        self.status = status
-        self.is_json = is_json
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -138,6 +131,7 @@ class ConfluenceClient:
         self.session = api.session
         self.session.headers["Accept"] = "application/json"
         self._context = urlsplit(self.base_url).path.rstrip("/")
+        self._noted: set[tuple[str, str]] = set()
 
     def close(self) -> None:
         self.session.close()
@@ -169,6 +163,10 @@ class ConfluenceClient:
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         """GET → JSON object. 401/403 → ConfigError; retries 429/5xx/connection errors, then SourceError."""
+        return self.request(path, params)[0]
+
+    def request(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict[str, Any], str | None]:
+        """Like `get`, with the `next` link of the answer's `Link` header (v2 paging), if any."""
         import requests
 
         url = self.url_for(path)
@@ -188,7 +186,9 @@ class ConfluenceClient:
             else:
                 status = response.status_code
                 if status not in RETRYABLE_STATUS:
-                    return self._decode(response, shown)
+                    self._note_deprecation(response, shown)
+                    link = (response.links.get("next") or {}).get("url")
+                    return self._decode(response, shown), link
                 problem = f"HTTP {status}"
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
                 if retry_after is not None and status in {429, 503}:
@@ -205,6 +205,14 @@ class ConfluenceClient:
             log.warning("Confluence %s: %s; retrying in %.1fs (attempt %d)", shown, problem, wait, attempt)
             self.sleep(wait)
             waited += wait
+
+    def _note_deprecation(self, response: Any, shown: str) -> None:
+        """Log once per run each `Deprecation` / `Warning` header Confluence answers with."""
+        for header in ("Deprecation", "Sunset", "Warning"):
+            value = response.headers.get(header)
+            if value and (header, value) not in self._noted:
+                self._noted.add((header, value))
+                log.warning("Confluence answered %s with %s: %s", shown, header, value[:300])
 
     def _decode(self, response: Any, shown: str) -> dict[str, Any]:
         status = response.status_code
@@ -250,13 +258,14 @@ class ConfluenceClient:
         query: dict[str, Any] | None = params
         seen: set[str] = set()
         for _ in range(MAX_PAGES_PER_LISTING):
-            data = self.get(url, query)
+            data, header_next = self.request(url, query)
             links = data.get("_links") or {}
             base = str(links.get("base") or self.base_url).rstrip("/")
             for result in data.get("results") or []:
                 if isinstance(result, dict):
                     yield result, base
-            link = links.get("next")
+            # v1 and v2 put the next page in `_links.next`; v2 also in the `Link` header.
+            link = links.get("next") or header_next
             if not link:
                 return
             url, query = self.next_url(str(link), links), None
@@ -288,15 +297,14 @@ def _version_number(page: dict[str, Any]) -> int:
 
 
 @dataclass
-class _Space:
-    key: str
-    name: str
-
-
-@dataclass
 class _Listed:
     space: str
     restricted: bool
+
+
+def page_version(number: int) -> str:
+    """What decides re-embedding: the page's version, and the converter's (an upgrade re-converts)."""
+    return f"{number}+md{CONVERTER_VERSION}"
 
 
 @dataclass
@@ -321,7 +329,10 @@ class ConfluenceSource:
     def __post_init__(self) -> None:
         self.url = self.url.rstrip("/")
         self._client: ConfluenceClient | None = None
-        self._spaces: dict[str, _Space] = {}
+        self._spaces: dict[str, SpaceInfo] = {}
+        # Cloud (v2 for spaces and single pages) or Data Center (v1 only); None until asked.
+        self.cloud: bool | None = True if looks_like_cloud(self.url) else None
+        self._site: SiteApi | None = None
         self._listed: dict[str, _Listed] = {}
         self._users: dict[tuple[str, str], str | None] = {}
         self._user_lookup_broken = False
@@ -395,29 +406,38 @@ class ConfluenceSource:
             sleep=self.sleep,
         )
         self._spaces = {}
+        self._site = SiteApi(self._client, cloud=self.cloud, page_expand=PAGE_EXPAND)
         self._spaces = {key: self._check_space(key) for key in dict.fromkeys(self.spaces)}
+        self.cloud = self._site.cloud
+        log.info("Confluence %s: %s API", self.url, "Cloud (v2)" if self.cloud else "Data Center (v1)")
 
     def prepare(self) -> None:
         """Reach Confluence: the same checks as `check()`, done once per source object."""
         if self._client is None or not self._spaces:
             self.check()
 
-    def _check_space(self, key: str) -> _Space:
+    @property
+    def site(self) -> SiteApi:
+        if self._site is None:
+            raise SourceError("ConfluenceSource.prepare() was not called")
+        return self._site
+
+    def _check_space(self, key: str) -> SpaceInfo:
         try:
-            data = self.client.get(f"rest/api/space/{quote(key, safe='~')}")
+            found = self.site.space(key)
         except ConfluenceHTTPError as e:
-            if e.status == 404 and e.is_json:
-                raise ConfigError(
-                    f"CONFLUENCE_SPACE: space {key!r} was not found at {self.url} "
-                    "(or this account may not view it)"
-                ) from e
             if e.status == 404:
                 raise ConfigError(
                     f"CONFLUENCE_URL: no Confluence REST API at {self.url}/rest/api (HTTP 404); "
                     "the URL must include the context path, e.g. https://example.atlassian.net/wiki"
                 ) from e
             raise
-        return _Space(key=str(data.get("key") or key), name=str(data.get("name") or key))
+        if found is None:
+            raise ConfigError(
+                f"CONFLUENCE_SPACE: space {key!r} was not found at {self.url} "
+                "(or this account may not view it)"
+            )
+        return found
 
     # ----- scan --------------------------------------------------------------------------
 
@@ -433,6 +453,10 @@ class ConfluenceSource:
             params = {"cql": cql, "expand": LIST_EXPAND, "limit": self.list_limit}
             for page, _base in self.client.paginate(SEARCH_PATH, params):
                 pages.setdefault(str(page.get("id")), page)
+                # Titles for v2 single-page fetches, whose ancestors come without them.
+                for entry in [page, *(page.get("ancestors") or [])]:
+                    if isinstance(entry, dict) and entry.get("title"):
+                        self.site.titles[str(entry.get("id"))] = str(entry["title"])
             # Read restrictions are inherited: a page under a restricted ancestor is restricted too.
             direct = {pid for pid, page in pages.items() if _has_read_restrictions(page)}
             kept = 0
@@ -444,7 +468,7 @@ class ConfluenceSource:
                 if restricted and not self.include_restricted:
                     self.skipped_restricted += 1
                     continue
-                refs.append(DocumentRef(doc_id=pid, version=str(_version_number(page))))
+                refs.append(DocumentRef(doc_id=pid, version=page_version(_version_number(page))))
                 self._listed[pid] = _Listed(space=key, restricted=restricted)
                 kept += 1
             log.info("Confluence space %s: %d pages listed, %d kept", key, len(pages), kept)
@@ -487,17 +511,15 @@ class ConfluenceSource:
 
     def _load_one(self, ref: DocumentRef, found: tuple[dict[str, Any], str] | None) -> Document | LoadFailure:
         if found is None:
-            # Not in the search index (yet): ask for the page itself.
+            # Not in the search index (yet): ask for the page itself (v2 on Cloud, v1 on Data Center).
             try:
-                page = self.client.get(f"rest/api/content/{quote(ref.doc_id)}", {"expand": PAGE_EXPAND})
-            except ConfluenceHTTPError as e:
-                if e.status == 404:
-                    return LoadFailure(ref.doc_id, "page not found (deleted since the listing?)")
-                return LoadFailure(ref.doc_id, str(e))
+                found = self.site.page(
+                    ref.doc_id, spaces_by_id=self._spaces_by_id(), user_name=self._account_name
+                )
             except RagError as e:
                 return LoadFailure(ref.doc_id, str(e))
-            base = str((page.get("_links") or {}).get("base") or self.url)
-            found = (page, base)
+            if found is None:
+                return LoadFailure(ref.doc_id, "page not found (deleted since the listing?)")
         try:
             return self.document(*found)
         except RagError as e:
@@ -505,6 +527,12 @@ class ConfluenceSource:
         except Exception as e:  # a page that does not convert must not stop the run
             log.warning("cannot convert Confluence page %s", ref.doc_id, exc_info=True)
             return LoadFailure(ref.doc_id, f"cannot convert the page: {type(e).__name__}: {e}")
+
+    def _spaces_by_id(self) -> dict[str, SpaceInfo]:
+        return {space.id: space for space in self._spaces.values() if space.id}
+
+    def _account_name(self, account_id: str) -> str | None:
+        return self._resolve_user({"account-id": account_id})
 
     def document(self, page: dict[str, Any], base: str) -> Document:
         """One page (as the REST API returns it with PAGE_EXPAND) as a Document."""
@@ -553,7 +581,7 @@ class ConfluenceSource:
             url=url,
             path=None,
             language="markdown",
-            version=str(metadata["version"]),
+            version=page_version(metadata["version"]),
             metadata=metadata,
         )
 

@@ -3,15 +3,23 @@
 The output keeps what a reader (and the heading-aware chunker) needs: `#` headings, lists,
 tables as one row per line, links with their target, `@name` mentions, code macros as
 fenced blocks with their language and exact whitespace, and the text of panels.
+
+`CONVERTER_VERSION` changes whenever the same page would convert differently; the source
+puts it in each page's version, so an upgrade re-converts (and re-embeds) every page once.
 """
 
 from __future__ import annotations
 
+import copy
 import html.entities
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from rag.sources.confluence_tables import Cell, render, span
+
+CONVERTER_VERSION = 2
 
 #: resolve_user({"userkey": ..., "account-id": ..., "username": ...}) → display name or None
 UserResolver = Callable[[dict[str, str]], str | None]
@@ -23,7 +31,9 @@ KNOWN_NAMESPACES = {
     "at": "http://atlassian.com/template",
 }
 XML_ENTITIES = {"amp", "lt", "gt", "quot", "apos"}
+FENCE_LINE = re.compile(r"^\s*```")
 PREFIX_RE = re.compile(r"</?([A-Za-z][\w.-]*):[\w.-]+|\s([A-Za-z][\w.-]*):[\w.-]+\s*=")
+CDATA_RE = re.compile(r"(<!\[CDATA\[.*?\]\]>)", re.S)
 ENTITY_RE = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
 
 BLOCK_TAGS = {
@@ -88,7 +98,11 @@ PANEL_LABELS = {
     "error": "Error",
     "success": "Success",
 }
-CODE_MACROS = {"code", "noformat", "code-block", "sourcecode"}
+# Atlassian's own code macros and the common third-party ones (code-pro held half the code
+# blocks of one real space); any other macro with a plain-text body and a language is code too.
+CODE_MACROS = {"code", "code-pro", "noformat", "code-block", "sourcecode", "codeblock", "newcode"}
+MARKS = {"strong": "**", "b": "**", "em": "*", "i": "*", "s": "~~", "del": "~~", "strike": "~~"}
+MACRO_PARTS = {"ac:parameter", "ac:rich-text-body", "ac:plain-text-body", "ac:default-parameter"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +132,9 @@ def _numeric_entities(xhtml: str) -> str:
         codepoint = html.entities.name2codepoint.get(name)
         return f"&#{codepoint};" if codepoint is not None else f"&amp;{name};"
 
-    return ENTITY_RE.sub(replace, xhtml)
+    # Not inside CDATA: `&copy;` in an HTML code sample is the code itself.
+    parts = CDATA_RE.split(xhtml)
+    return "".join(part if part.startswith("<![CDATA[") else ENTITY_RE.sub(replace, part) for part in parts)
 
 
 def parse_storage(xhtml: str) -> _Parsed:
@@ -146,6 +162,17 @@ def storage_to_markdown(xhtml: str, *, resolve_user: UserResolver | None = None)
     renderer = _Renderer(parsed.prefixes, resolve_user)
     text = "\n\n".join(b for b in renderer.container(parsed.root) if b.strip()).strip("\n")
     return text + "\n" if text else ""
+
+
+def _drop_keeping_tail(el: Any) -> None:
+    parent = el.getparent()
+    previous = el.getprevious()
+    if el.tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
 
 
 def _collapse(text: str) -> str:
@@ -210,6 +237,32 @@ class _Renderer:
     def macro_name(self, el: Any) -> str:
         return self.attr(el, "ac:name").lower()
 
+    def is_code_macro(self, el: Any) -> bool:
+        if self.macro_name(el) in CODE_MACROS:
+            return True
+        has_plain = any(self.name(c) == "ac:plain-text-body" for c in el)
+        return has_plain and bool(self.parameter(el, "language"))
+
+    def groups(self, el: Any) -> list[list[Any]]:
+        """The children of `el`, adjacent runs of one mark with nothing between them as one group.
+
+        `<strong>I</strong><strong>nstall</strong>` (the editor splits runs like this) must read
+        `**Install**`, not `**I****nstall**`, or the word is lost to search and to the reader.
+        """
+        out: list[list[Any]] = []
+        for child in el:
+            name = self.name(child)
+            kind = MARKS.get(name) or ("`" if name == "code" else None)
+            if out and kind is not None:
+                previous = out[-1][-1]
+                prev_name = self.name(previous)
+                prev_kind = MARKS.get(prev_name) or ("`" if prev_name == "code" else None)
+                if prev_kind == kind and not previous.tail:
+                    out[-1].append(child)
+                    continue
+            out.append([child])
+        return out
+
     def parameter(self, macro: Any, name: str) -> str:
         for child in macro:
             if self.name(child) == "ac:parameter" and self.attr(child, "ac:name") == name:
@@ -238,13 +291,15 @@ class _Renderer:
                 blocks.append(paragraph)
             inline.clear()
 
-        for child in el:
-            if self.name(child) and self.is_block(child):
+        for group in self.groups(el):
+            child = group[0]
+            name = self.name(child)
+            if len(group) == 1 and name and self.is_block(child):
                 flush()
                 blocks.extend(b for b in self.block(child) if b.strip())
             else:
-                inline.append(self.inline(child))
-            inline.append(_collapse(child.tail or ""))
+                inline.append(self.inline_group(group))
+            inline.append(_collapse(group[-1].tail or ""))
         flush()
         return blocks
 
@@ -263,7 +318,7 @@ class _Renderer:
         if name == "ac:task-list":
             return [self.task_list(el)]
         if name == "table":
-            return [self.table(el)]
+            return self.table(el)
         if name == "pre":
             code = "".join(el.itertext())
             return [self.fenced(code, "")]
@@ -313,29 +368,103 @@ class _Renderer:
             items.append(_indent("\n".join(body_blocks), f"- {box} ", "  "))
         return "\n".join(items)
 
-    def table(self, el: Any) -> str:
-        rows: list[str] = []
-        for i, tr in enumerate(self.table_rows(el)):
-            cells = [c for c in tr if self.name(c) in {"td", "th"}]
-            if not cells:
-                continue
-            texts = [self.cell(c) for c in cells]
-            rows.append("| " + " | ".join(texts) + " |")
-            if i == 0 and all(self.name(c) == "th" for c in cells):
-                rows.append("|" + "|".join(" --- " for _ in cells) + "|")
-        return "\n".join(rows)
+    def table(self, el: Any) -> list[str]:
+        """A table, then whatever a repaired (malformed) table held outside its cells."""
+        rows: list[list[Cell]] = []
+        loose: list[str] = []
+        captions: list[str] = []
+        self.collect_rows(el, rows, loose, captions)
+        table = render(rows)
+        return [*captions, *([table] if table else []), *loose]
 
-    def table_rows(self, table: Any) -> Iterable[Any]:
-        for child in table:
+    def collect_rows(self, node: Any, rows: list[list[Cell]], loose: list[str], captions: list[str]) -> None:
+        # lxml's recovering parser nests the rows after an unclosed cell inside that cell's row:
+        # rows are collected wherever they sit under the table (nested tables aside).
+        stray: list[Cell] = []
+        for child in node:
             name = self.name(child)
             if name == "tr":
-                yield child
+                self.collect_row(child, rows, loose)
+            elif name in {"td", "th"}:
+                nested: list[Any] = []
+                self.collect_cells(child, stray, nested, loose)
+                if nested:
+                    rows.append(stray)
+                    stray = []
+                for tr in nested:
+                    self.collect_row(tr, rows, loose)
             elif name in {"thead", "tbody", "tfoot"}:
-                yield from (r for r in child if self.name(r) == "tr")
+                self.collect_rows(child, rows, loose, captions)
+            elif name == "caption":
+                captions.extend(self.container(child))
+            elif name and name not in {"colgroup", "col"}:
+                loose.extend(self.loose(child))
+            if (child.tail or "").strip():
+                loose.append(self.paragraph(_collapse(child.tail)))
+        if stray:
+            rows.append(stray)
+
+    def collect_row(self, tr: Any, rows: list[list[Cell]], loose: list[str]) -> None:
+        cells: list[Cell] = []
+        nested: list[Any] = []
+        self.collect_cells(tr, cells, nested, loose)
+        if (tr.text or "").strip():
+            cells.insert(0, Cell(_collapse(tr.text).strip()))
+        rows.append(cells)
+        for inner in nested:
+            self.collect_row(inner, rows, loose)
+
+    def collect_cells(self, node: Any, cells: list[Cell], nested: list[Any], loose: list[str]) -> None:
+        """The cells of a row, including cells and rows a repaired cell holds as children."""
+        children = [node] if self.name(node) in {"td", "th"} else list(node)
+        for child in children:
+            name = self.name(child)
+            if name in {"td", "th"}:
+                cells.append(
+                    Cell(
+                        self.cell(child),
+                        header=name == "th",
+                        colspan=span(child.get("colspan")),
+                        rowspan=span(child.get("rowspan")),
+                    )
+                )
+                for stray in self.strays(child):
+                    if self.name(stray) == "tr":
+                        nested.append(stray)
+                    else:
+                        self.collect_cells(stray, cells, nested, loose)
+            elif name == "tr":
+                nested.append(child)
+            elif name:
+                loose.extend(self.loose(child))
+            if child is not node and self.name(node) not in {"td", "th"} and (child.tail or "").strip():
+                cells.append(Cell(_collapse(child.tail).strip()))
+
+    def loose(self, el: Any) -> list[str]:
+        if self.is_block(el):
+            return [b for b in self.block(el) if b.strip()]
+        text = self.paragraph(self.inline(el))
+        return [text] if text else []
+
+    def strays(self, el: Any) -> Iterator[Any]:
+        """Cells and rows a repaired cell holds (at any depth, nested tables aside)."""
+        for child in el:
+            name = self.name(child)
+            if name in {"td", "th", "tr"}:
+                yield child
+            elif name != "table":
+                yield from self.strays(child)
 
     def cell(self, el: Any) -> str:
-        text = " ".join(block.replace("\n", " ") for block in self.container(el))
-        return re.sub(r" {2,}", " ", text).strip().replace("|", "\\|")
+        if next(self.strays(el), None) is not None:
+            el = copy.deepcopy(el)  # the strays are cells and rows of their own: not this cell's text
+            for stray in list(self.strays(el)):
+                _drop_keeping_tail(stray)
+        blocks = self.container(el)
+        if any(FENCE_LINE.match(line) for block in blocks for line in block.split("\n")):
+            return "\n".join(blocks)  # code keeps its lines; the table is laid out as records
+        text = " ".join(block.replace("\n", " ") for block in blocks)
+        return re.sub(r" {2,}", " ", text).strip()
 
     def definition_list(self, el: Any) -> list[str]:
         lines: list[str] = []
@@ -349,13 +478,13 @@ class _Renderer:
 
     def macro(self, el: Any) -> list[str]:
         name = self.macro_name(el)
-        if name in CODE_MACROS:
+        if self.is_code_macro(el):
             return self.code_macro(el)
         if name in SILENT_MACROS:
-            return []
+            return self.macro_strays(el)
         if name in {"include", "excerpt-include"}:
             target = self.link_target(el)
-            return [f"(includes {target})"] if target else []
+            return ([f"(includes {target})"] if target else []) + self.macro_strays(el)
         body = next((c for c in el if self.name(c) == "ac:rich-text-body"), None)
         plain = next((c for c in el if self.name(c) == "ac:plain-text-body"), None)
         title = self.parameter(el, "title")
@@ -375,6 +504,17 @@ class _Renderer:
             inline = self.inline_macro(el)
             if inline:
                 blocks.append(inline)
+        return blocks + self.macro_strays(el)
+
+    def macro_strays(self, el: Any) -> list[str]:
+        """What a recovering parser moved into a macro beside its body (it belongs to the page)."""
+        blocks: list[str] = []
+        for child in el:
+            name = self.name(child)
+            if name and name not in MACRO_PARTS and not name.startswith("ri:"):
+                blocks.extend(self.loose(child))
+            if (child.tail or "").strip():
+                blocks.append(self.paragraph(_collapse(child.tail)))
         return blocks
 
     def code_macro(self, el: Any) -> list[str]:
@@ -388,16 +528,86 @@ class _Renderer:
             blocks.append(f"**{title}**")
         if code.strip():
             blocks.append(self.fenced(code, language))
-        return blocks
+        return blocks + self.macro_strays(el)
 
     # ----- inline ----------------------------------------------------------------------
 
     def inline_children(self, el: Any) -> str:
         parts = [_collapse(el.text or "")]
-        for child in el:
-            parts.append(self.inline(child))
-            parts.append(_collapse(child.tail or ""))
+        for group in self.groups(el):
+            parts.append(self.inline_group(group))
+            parts.append(_collapse(group[-1].tail or ""))
         return "".join(parts)
+
+    def inline_group(self, group: list[Any]) -> str:
+        if len(group) == 1:
+            return self.inline(group[0])
+        if self.name(group[0]) == "code":
+            return self.code_span(group)
+        return self.mark(group)
+
+    def mark(self, group: list[Any]) -> str:
+        """`**bold**` around a run of one mark, its outer spaces kept outside the marker."""
+        marker = MARKS[self.name(group[0])]
+        raw = "".join(self.inline_children(el) for el in group)
+        inner = raw.strip()
+        if not inner:
+            return " " if raw else ""
+        lead = " " if raw[:1].isspace() else ""
+        trail = " " if raw[-1:].isspace() else ""
+        return f"{lead}{marker}{inner}{marker}{trail}"
+
+    def code_span(self, group: list[Any]) -> str:
+        """Inline code; links inside keep their text, and their target where links show one."""
+        parts: list[str] = []
+        links: list[tuple[str, str]] = []
+        for el in group:
+            self.code_text(el, parts, links)
+        raw = _collapse("".join(parts))
+        inner = raw.strip()
+        if not inner:
+            return ""
+        tick = "``" if "`" in inner else "`"
+        pad = " " if len(tick) == 2 else ""
+        code = f"{tick}{pad}{inner}{pad}{tick}"
+        targets = [target for text, target in links if target and target != f"page: {text}"]
+        lead = " " if raw[:1].isspace() else ""
+        trail = " " if raw[-1:].isspace() else ""
+        if len(links) == 1 and targets and links[0][0] == inner:
+            return f"{lead}[{code}]({targets[0]}){trail}"
+        return lead + code + "".join(f" ({t})" for t in targets) + trail
+
+    def code_text(self, el: Any, parts: list[str], links: list[tuple[str, str]]) -> None:
+        parts.append(el.text or "")
+        for child in el:
+            name = self.name(child)
+            if name == "a":
+                text = _collapse("".join(child.itertext())).strip()
+                href = self.attr(child, "href")
+                parts.append(text)
+                links.append((text, href if href and not href.startswith("#") else ""))
+            elif name == "ac:link":
+                if any(self.name(c) == "ri:user" for c in child):
+                    parts.append(self.ac_link(child))
+                else:
+                    target = self.link_target(child)
+                    title = target.split(": ")[-1] if target.startswith("page: ") else target
+                    text = self.link_body(child) or title
+                    parts.append(text)
+                    links.append((text, target))
+            elif name == "ac:emoticon":
+                parts.append(self.emoticon(child))
+            elif name and not name.startswith("ri:") and name not in {"ac:parameter", "ac:placeholder"}:
+                self.code_text(child, parts, links)
+            parts.append(child.tail or "")
+
+    def emoticon(self, el: Any) -> str:
+        """An emoticon as its short name (`:warning:`): it often carries the meaning of a line."""
+        short = self.attr(el, "ac:emoji-shortname").strip()
+        if short:
+            return short if short.startswith(":") else f":{short}:"
+        name = self.attr(el, "ac:name").strip()
+        return f":{name}:" if name else self.attr(el, "ac:emoji-fallback")
 
     def inline(self, el: Any) -> str:
         name = self.name(el)
@@ -405,18 +615,10 @@ class _Renderer:
             return ""
         if name == "br":
             return "\n"
-        if name in {"strong", "b"}:
-            inner = self.inline_children(el).strip()
-            return f"**{inner}**" if inner else ""
-        if name in {"em", "i"}:
-            inner = self.inline_children(el).strip()
-            return f"*{inner}*" if inner else ""
-        if name in {"s", "del", "strike"}:
-            inner = self.inline_children(el).strip()
-            return f"~~{inner}~~" if inner else ""
+        if name in MARKS:
+            return self.mark([el])
         if name == "code":
-            inner = _collapse("".join(el.itertext()))
-            return f"`{inner}`" if inner.strip() else ""
+            return self.code_span([el])
         if name == "a":
             return self.anchor(el)
         if name == "ac:link":
@@ -424,7 +626,7 @@ class _Renderer:
         if name == "ac:image":
             return self.image(el)
         if name == "ac:emoticon":
-            return ""
+            return self.emoticon(el)
         if name == "time":
             return self.attr(el, "datetime") or self.inline_children(el)
         if name in {"ac:structured-macro", "ac:macro"}:
@@ -523,7 +725,11 @@ class _Renderer:
         if name == "view-file":
             target = self.link_target(el)
             return f"[{target}]" if target else ""
-        if name in SILENT_MACROS or name in CODE_MACROS:
+        if name in SILENT_MACROS:
             return ""
+        if self.is_code_macro(el):
+            plain = next((c for c in el if self.name(c) == "ac:plain-text-body"), None)
+            code = _collapse("".join(plain.itertext())).strip() if plain is not None else ""
+            return f"`{code}`" if code else ""
         body = next((c for c in el if self.name(c) in {"ac:rich-text-body", "ac:plain-text-body"}), None)
         return self.inline_children(body) if body is not None else ""

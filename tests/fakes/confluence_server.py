@@ -5,11 +5,24 @@ expansions, `limit` capped by the server (25 once bodies are expanded), RELATIVE
 links (relative to `_links.base`, so a client that joins them with the host root loses
 `/wiki`), spaces, single pages and users. Faults can be injected: 429 with Retry-After,
 5xx, and every request is recorded.
+
+`mode` chooses which Confluence it plays:
+
+- `"v1"` (default): the v1 REST API only, Cloud's and Data Center's common ground.
+- `"cloud"`: Confluence Cloud in 2026. The deprecated `GET /rest/api/content/{id}` and
+  `GET /rest/api/space/{key}` answer 410 Gone; the v2 API serves `GET /api/v2/spaces?keys=`,
+  `GET /api/v2/pages/{id}?body-format=storage`, `/pages/{id}/labels` and `/pages/{id}/ancestors`
+  with cursor paging (`_links.next`, relative with the /wiki context, and a `Link` header).
+  CQL search, restrictions and users stay on v1, as on Cloud.
+- `"datacenter"`: Data Center 8.x/9.x: v1 only (v2 paths 404), a CQL search with a body
+  expanded returns at most 50 results, and the `start` of its `_links.next` under-counts by
+  one (the first result of the next page repeats the last of this one).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import re
 import threading
@@ -72,14 +85,22 @@ class FakeConfluence:
         username: str = USERNAME,
         password: str = PASSWORD,
         token: str | None = TOKEN,
-        body_limit: int = 25,
+        body_limit: int | None = None,
         list_limit: int = 25,
+        mode: str = "v1",
     ) -> None:
+        if mode not in {"v1", "cloud", "datacenter"}:
+            raise ValueError(f"unknown fake Confluence mode {mode!r}")
+        self.mode = mode
         self.username = username
         self.password = password
         self.token = token
-        self.body_limit = body_limit
+        self.body_limit = body_limit if body_limit is not None else (50 if mode == "datacenter" else 25)
         self.list_limit = list_limit
+        self.v2_limit = 250  # v2 list endpoints' cap
+        self.v2_next_in_body = True  # False: the next cursor only in the `Link` header
+        self.headers_for: dict[str, dict[str, str]] = {}  # path fragment → extra answer headers
+        self.unsearchable: set[str] = set()  # page ids CQL `id in (...)` misses (index lag)
         self.spaces: dict[str, str] = {}
         self.pages: dict[str, FakePage] = {}
         self.users: dict[str, str] = {}  # userkey or accountId → display name
@@ -228,7 +249,8 @@ class FakeConfluence:
             http.end_headers()
             http.wfile.write(raw)
 
-        if not parts.path.startswith(CONTEXT + "/rest/api/"):
+        v2 = self.mode == "cloud" and parts.path.startswith(CONTEXT + "/api/v2/")
+        if not parts.path.startswith(CONTEXT + "/rest/api/") and not v2:
             record.status = 404
             raw = b"<html><body>Not Found</body></html>"
             http.send_response(404)
@@ -245,10 +267,16 @@ class FakeConfluence:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             reply(fault.status, {"statusCode": fault.status, "message": "injected fault"}, headers)
             return
-        api = parts.path[len(CONTEXT + "/rest/api") :]
+        extra = {
+            k: v for fragment, hs in self.headers_for.items() if fragment in parts.path for k, v in hs.items()
+        }
         with self._lock:
-            status, data = self._route(api, params)
-        reply(status, data)
+            if v2:
+                status, data, headers = self._route_v2(parts.path[len(CONTEXT + "/api/v2") :], params)
+            else:
+                status, data = self._route(parts.path[len(CONTEXT + "/rest/api") :], params)
+                headers = {}
+        reply(status, data, {**headers, **extra})
 
     # ----- endpoints -------------------------------------------------------------------------
 
@@ -258,6 +286,8 @@ class FakeConfluence:
 
     def _route(self, api: str, params: dict[str, str]) -> tuple[int, Any]:
         expand = {e for e in params.get("expand", "").split(",") if e}
+        if self.mode == "cloud" and re.fullmatch(r"/space/[^/]+|/content/\d+", api):
+            return 410, {"statusCode": 410, "message": "This endpoint has been deprecated and removed"}
         if match := re.fullmatch(r"/space/([^/]+)", api):
             key = match.group(1)
             if key not in self.spaces:
@@ -294,7 +324,7 @@ class FakeConfluence:
             )
         elif match := ID_CQL.fullmatch(cql):
             wanted = [i.strip() for i in match.group(1).split(",") if i.strip()]
-            found = [self.pages[i] for i in wanted if i in self.pages]
+            found = [self.pages[i] for i in wanted if i in self.pages and i not in self.unsearchable]
         else:
             return 400, {"statusCode": 400, "message": f"Could not parse cql : {cql}"}
         cap = self.body_limit if any(e.startswith("body") for e in expand) else self.list_limit
@@ -310,7 +340,9 @@ class FakeConfluence:
             "self": f"{self.base}/rest/api/content/search",
         }
         if start + limit < len(found):
-            query = {"cql": cql, "limit": str(limit), "start": str(start + limit)}
+            # Data Center's next link can under-count: the next page repeats a result.
+            after = start + limit - (1 if self.mode == "datacenter" and limit > 1 else 0)
+            query = {"cql": cql, "limit": str(limit), "start": str(after)}
             if params.get("expand"):
                 query["expand"] = params["expand"]
             # Relative to `_links.base`, exactly as Confluence returns it: no /wiki in front.
@@ -383,3 +415,94 @@ class FakeConfluence:
                 }
             }
         return data
+
+    # ----- Cloud's v2 API ----------------------------------------------------------------------
+
+    def space_id(self, key: str) -> str:
+        return str(98_000 + sorted(self.spaces).index(key))
+
+    def _route_v2(self, api: str, params: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
+        if api == "/spaces":
+            keys = [k for k in params.get("keys", "").split(",") if k] or sorted(self.spaces)
+            spaces = [
+                {
+                    "id": self.space_id(k),
+                    "key": k,
+                    "name": self.spaces[k],
+                    "type": "global",
+                    "status": "current",
+                    "_links": {"webui": f"/spaces/{k}"},
+                }
+                for k in keys
+                if k in self.spaces
+            ]
+            return self._v2_list("/spaces", spaces, params)
+        match = re.fullmatch(r"/pages/(\d+)(/labels|/ancestors)?", api)
+        page = self.pages.get(match.group(1)) if match else None
+        if match is None:
+            return 404, {"errors": [{"status": 404, "code": "NOT_FOUND", "title": "Not Found"}]}, {}
+        if page is None:
+            return 404, {"errors": [{"status": 404, "code": "NOT_FOUND", "title": "Page not found"}]}, {}
+        if match.group(2) == "/labels":
+            labels = [{"id": str(9000 + i), "name": n, "prefix": "global"} for i, n in enumerate(page.labels)]
+            return self._v2_list(f"/pages/{page.id}/labels", labels, params)
+        if match.group(2) == "/ancestors":
+            chain: list[FakePage] = []
+            parent = page.parent
+            while parent is not None and parent in self.pages:
+                chain.insert(0, self.pages[parent])
+                parent = self.pages[parent].parent
+            return 200, {"results": [{"id": a.id, "type": "page"} for a in chain]}, {}
+        return 200, self._v2_page(page, params.get("body-format")), {}
+
+    def _v2_page(self, page: FakePage, body_format: str | None) -> dict[str, Any]:
+        slug = quote(page.title, safe="").replace("%20", "+")
+        data: dict[str, Any] = {
+            "id": page.id,
+            "status": "current",
+            "title": page.title,
+            "spaceId": self.space_id(page.space),
+            "parentId": page.parent,
+            "parentType": "page" if page.parent else None,
+            "authorId": page.author,
+            "ownerId": page.author,
+            "createdAt": _iso(page.created),
+            "version": {
+                "createdAt": _iso(page.modified),
+                "message": "",
+                "number": page.version,
+                "minorEdit": False,
+                "authorId": page.editor,
+            },
+            "body": {},
+            "_links": {
+                "webui": f"/spaces/{page.space}/pages/{page.id}/{slug}",
+                "editui": f"/pages/resumedraft.action?draftId={page.id}",
+                "tinyui": f"/x/{page.id}",
+                "base": self.base,
+            },
+        }
+        if body_format == "storage":
+            data["body"] = {"storage": {"representation": "storage", "value": page.body}}
+        return data
+
+    def _v2_list(
+        self, path: str, items: list[dict[str, Any]], params: dict[str, str]
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Cursor paging as v2 does it: `_links.next` relative with /wiki, and a `Link` header."""
+        try:
+            limit = max(1, min(int(params.get("limit", "25")), self.v2_limit))
+            start = int(base64.urlsafe_b64decode(params["cursor"]).decode()) if params.get("cursor") else 0
+        except (ValueError, binascii.Error):
+            return 400, {"errors": [{"status": 400, "code": "INVALID_REQUEST_PARAMETER"}]}, {}
+        window = items[start : start + limit]
+        data: dict[str, Any] = {"results": window, "_links": {"base": self.base}}
+        headers: dict[str, str] = {}
+        if start + limit < len(items):
+            query = {k: v for k, v in params.items() if k != "cursor"}
+            query["cursor"] = base64.urlsafe_b64encode(str(start + limit).encode()).decode()
+            link = f"{CONTEXT}/api/v2{path}?{urlencode(query)}"
+            if self.v2_next_in_body:
+                data["_links"]["next"] = link
+            headers["Link"] = f'<{link}>; rel="next", <{self.base}>; rel="base"'
+        return 200, data, headers
