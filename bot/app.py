@@ -94,6 +94,7 @@ def create_app(
     """A Bolt app with the bot's listeners; `identity` is the auth.test result (fetched if None)."""
     from slack_bolt import App
 
+    from bot.access import Access, Identity
     from bot.handlers import Handlers
     from bot.memory import AnswerLog, SlackState, ThreadMemory
 
@@ -116,6 +117,12 @@ def create_app(
         bot_id=identity.get("bot_id"),
         memory=ThreadMemory(state),
         answers=AnswerLog(state),
+        access=Access(
+            settings=settings,
+            client=client,
+            identity=Identity.from_auth_test(identity),
+            allowed_channels=service.registry.slack.allowed_channels,
+        ),
         **handler_options,
     )
     handlers.register(app)

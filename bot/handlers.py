@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot import formatting, messages
+from bot.access import Access, Verdict
 from bot.dedupe import SeenKeys, event_key, message_key
 from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
@@ -87,6 +88,7 @@ class Handlers:
         update_interval: float = 1.0,
         question_limit: int = MAX_QUESTION_CHARS,
         top_k: int = 5,
+        access: Access | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -99,6 +101,7 @@ class Handlers:
         self.update_interval = update_interval
         self.question_limit = question_limit
         self.top_k = top_k
+        self.access = access
         self.seen = SeenKeys()
         self.not_ours = SeenKeys(ttl=300.0)  # threads recently checked in Slack: the bot is not in them
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragbot-answer")
@@ -112,6 +115,8 @@ class Handlers:
     def register(self, app: App) -> None:
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
+        app.event("channel_shared")(self.on_channel_shared)
+        app.event("channel_unshared")(self.on_channel_unshared)
         app.command("/ragingest")(self.on_ragingest)
         app.action(formatting.FEEDBACK_UP)(self.on_feedback)
         app.action(formatting.FEEDBACK_DOWN)(self.on_feedback)
@@ -140,6 +145,14 @@ class Handlers:
             return  # a top-level channel message: only a mention (app_mention) makes it a question
         if self._answered_in(channel, thread_ts):
             self._accept(event, body, reply_thread=thread_ts)
+
+    def on_channel_shared(self, event: dict[str, Any]) -> None:
+        if self.access:
+            self.access.on_channel_shared(event)
+
+    def on_channel_unshared(self, event: dict[str, Any]) -> None:
+        if self.access:
+            self.access.on_channel_unshared(event)
 
     def _ignored(self, event: dict[str, Any]) -> bool:
         """Own and other bots' messages, edits, joins and every other non-question subtype."""
@@ -198,6 +211,8 @@ class Handlers:
             return
         question = self._clean_question(str(event.get("text") or ""))
         try:
+            if self._refused(event, body, reply_thread):
+                return
             if not question:
                 self._post(channel, reply_thread, messages.EMPTY_QUESTION)
                 return
@@ -226,6 +241,16 @@ class Handlers:
             memory_key=memory_key or reply_thread or ts,
         )
 
+    def _refused(self, event: dict[str, Any], body: dict[str, Any], reply_thread: str | None) -> bool:
+        """Who may ask, and where (bot.access): a refusal is one ephemeral note, nothing else."""
+        verdict = self.access.verdict(event, body) if self.access else Verdict.ALLOWED
+        if verdict is Verdict.ALLOWED:
+            return False
+        channel, user = event["channel"], event["user"]
+        log.info("refused a question from %s in %s: %s", user, channel, verdict.value)
+        self._ephemeral(channel, user, reply_thread, REFUSALS[verdict])
+        return True
+
     def _answer(
         self, *, channel: str, ts: str, user: str, question: str, reply_thread: str | None, memory_key: str
     ) -> None:
@@ -244,7 +269,13 @@ class Handlers:
             if reply_thread:
                 self._our_threads.add(f"{channel}:{reply_thread}")
             streamer = Streamer(self.client, channel=channel, ts=placeholder, interval=self.update_interval)
-            answer = self.service.ask(question, top_k=self.top_k, history=history, on_token=streamer.on_token)
+            answer = self.service.ask(
+                question,
+                top_k=self.top_k,
+                history=history,
+                on_token=streamer.on_token,
+                allowed=self.service.registry.slack.sources_for(channel),  # a scoped channel and its threads
+            )
             answer_id = uuid.uuid4().hex
             notes = formatting.note_text(answer, question_cut=cut, question_limit=self.question_limit)
             pages = formatting.paginate(formatting.answer_blocks(answer, answer_id=answer_id, notes=notes))
@@ -420,6 +451,13 @@ class Handlers:
             getattr(self.client, method)(channel=channel, timestamp=ts, name=messages.WORKING_REACTION)
         except Exception as e:  # the indicator is a courtesy: never fail an answer over it
             log.debug("%s failed on %s/%s: %s", method, channel, ts, e)
+
+
+REFUSALS = {
+    Verdict.EXTERNAL_USER: messages.EXTERNAL_USER,
+    Verdict.SHARED_CHANNEL: messages.SHARED_CHANNEL,
+    Verdict.CHANNEL_NOT_ALLOWED: messages.CHANNEL_NOT_ALLOWED,
+}
 
 
 def ingest_summary(reports: list[IngestReport]) -> str:

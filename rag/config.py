@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     ragingest_allowed_users: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="RAGINGEST_ALLOWED_USERS"
     )
+    slack_allowed_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="SLACK_ALLOWED_CHANNELS"
+    )
+    slack_allow_external_users: bool = Field(False, alias="SLACK_ALLOW_EXTERNAL_USERS")
+    slack_shared_channels: Literal["refuse", "answer"] = Field("refuse", alias="SLACK_SHARED_CHANNELS")
 
     ingest_interval_minutes: int = Field(60, alias="INGEST_INTERVAL_MINUTES", ge=0)
     ingest_cron: str | None = Field(None, alias="INGEST_CRON")
@@ -78,12 +83,12 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field("INFO", alias="LOG_LEVEL")
     log_format: Literal["text", "json"] = Field("text", alias="LOG_FORMAT")
 
-    @field_validator("confluence_space", "ragingest_allowed_users", mode="before")
+    @field_validator("confluence_space", "ragingest_allowed_users", "slack_allowed_channels", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("log_level", "ragbot_scheduler", "log_format", mode="before")
+    @field_validator("log_level", "ragbot_scheduler", "log_format", "slack_shared_channels", mode="before")
     @classmethod
     def _normalise_case(cls, value: object) -> object:
         if isinstance(value, str):
@@ -122,7 +127,7 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("emb_int8", "trust_remote_code", mode="before")
+    @field_validator("emb_int8", "trust_remote_code", "slack_allow_external_users", mode="before")
     @classmethod
     def _blank_bool_is_default(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str) and not value.strip():

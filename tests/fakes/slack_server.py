@@ -44,6 +44,8 @@ class FakeSlack:
         self.ack_times: dict[str, float] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}  # channel → messages
+        self.enterprise_id: str | None = None  # set: the workspace is part of an Enterprise Grid org
+        self.ext_shared: set[str] = set()  # channels shared with another organisation (Slack Connect)
         self.fail_next: dict[str, int] = {}  # method → HTTP status to answer once (429 says Retry-After: 1)
         self.connections_opened = 0
         self._ts = itertools.count(1)
@@ -131,10 +133,21 @@ class FakeSlack:
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
     def user_message(
-        self, channel: str, text: str, *, user: str = "UALICE", thread_ts: str | None = None
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str = "UALICE",
+        thread_ts: str | None = None,
+        team: str | None = TEAM,
     ) -> dict[str, Any]:
-        """A message a person wrote (stored, so conversations.replies sees it); not yet delivered."""
+        """A message a person wrote (stored, so conversations.replies sees it); not yet delivered.
+
+        Like Slack, the event names the writer's team (`team`, `user_team`); `team=None` leaves
+        them out (older payloads), so the bot must ask users.info."""
         msg: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": self.next_ts()}
+        if team:
+            msg["team"] = msg["user_team"] = team
         if thread_ts:
             msg["thread_ts"] = thread_ts
         with self._lock:
@@ -142,9 +155,17 @@ class FakeSlack:
         return {**msg, "channel": channel}
 
     def send_event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry_attempt: int = 0
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_attempt: int = 0,
+        ext_shared: bool | None = False,
     ) -> tuple[str, str]:
-        """Deliver an Events API envelope; returns (envelope_id, event_id)."""
+        """Deliver an Events API envelope; returns (envelope_id, event_id).
+
+        `is_ext_shared_channel` is true when the event's channel is in `ext_shared` (or
+        `ext_shared=True`); `ext_shared=None` leaves the field out."""
         event_id = event_id or f"Ev{uuid.uuid4().hex[:10].upper()}"
         payload = {
             "token": "verification-token",
@@ -155,8 +176,9 @@ class FakeSlack:
             "event_id": event_id,
             "event_time": int(time.time()),
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-            "is_ext_shared_channel": False,
         }
+        if ext_shared is not None:
+            payload["is_ext_shared_channel"] = ext_shared or event.get("channel") in self.ext_shared
         envelope_id = self.send_envelope(
             "events_api",
             payload,
@@ -335,7 +357,7 @@ class FakeSlack:
     def api(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         """The fake's Web API: enough of each method for the bot."""
         if method == "auth.test":
-            return {
+            data = {
                 "ok": True,
                 "url": "https://fake.slack.com/",
                 "team": "Fake",
@@ -344,6 +366,9 @@ class FakeSlack:
                 "user_id": BOT_USER,
                 "bot_id": BOT_ID,
             }
+            if self.enterprise_id:
+                data.update(enterprise_id=self.enterprise_id, is_enterprise_install=False)
+            return data
         if method == "apps.connections.open":
             if not (token or "").startswith("xapp-"):
                 return {"ok": False, "error": "not_allowed_token_type"}
@@ -379,6 +404,13 @@ class FakeSlack:
         if method == "conversations.replies":
             thread = self.thread_messages(args["channel"], args["ts"])
             return {"ok": True, "messages": thread, "has_more": False}
+        if method == "conversations.info":
+            channel = args.get("channel", "")
+            shared = channel in self.ext_shared
+            return {
+                "ok": True,
+                "channel": {"id": channel, "is_channel": True, "is_ext_shared": shared, "is_shared": shared},
+            }
         if method == "users.info":
             user = self.users.get(args.get("user", ""))
             if user is None:
