@@ -123,6 +123,7 @@ def create_app(
             identity=Identity.from_auth_test(identity),
             allowed_channels=service.registry.slack.allowed_channels,
         ),
+        team_id=identity.get("team_id"),
         **handler_options,
     )
     handlers.register(app)

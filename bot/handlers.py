@@ -17,10 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot import formatting, messages
-from bot.access import Access, Verdict
+from bot.access import Access, Verdict, is_dm
 from bot.dedupe import SeenKeys, event_key, message_key
 from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
+from bot.streaming import Capabilities, NativeDelivery, ThreadStatus, UpdateDelivery, searching_status
 from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
 
 if TYPE_CHECKING:
@@ -40,33 +41,6 @@ ADMIN_CACHE_SECONDS = 600.0
 
 def new_error_id() -> str:
     return uuid.uuid4().hex[:8]
-
-
-class Streamer:
-    """Receives the model's tokens and shows them in the placeholder, one chat.update per interval."""
-
-    def __init__(self, client: WebClient, *, channel: str, ts: str, interval: float) -> None:
-        self.client = client
-        self.channel = channel
-        self.ts = ts
-        self.interval = interval
-        self.parts: list[str] = []
-        self.updates = 0
-        self._last = time.monotonic()
-
-    def on_token(self, token: str) -> None:
-        self.parts.append(token)
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        try:
-            self.client.chat_update(
-                channel=self.channel, ts=self.ts, text=formatting.streaming_text("".join(self.parts))
-            )
-            self.updates += 1
-        except Exception as e:  # a failed progress update must not lose the answer
-            log.warning("streaming update failed in %s: %s", self.channel, e)
 
 
 class Handlers:
@@ -89,6 +63,8 @@ class Handlers:
         question_limit: int = MAX_QUESTION_CHARS,
         top_k: int = 5,
         access: Access | None = None,
+        team_id: str | None = None,
+        native_streaming: bool = True,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -102,6 +78,9 @@ class Handlers:
         self.question_limit = question_limit
         self.top_k = top_k
         self.access = access
+        self.team_id = team_id
+        self.caps = Capabilities()  # what Slack refused (streaming, status): remembered for the process
+        self.caps.streaming = native_streaming
         self.seen = SeenKeys()
         self.not_ours = SeenKeys(ttl=300.0)  # threads recently checked in Slack: the bot is not in them
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragbot-answer")
@@ -225,7 +204,9 @@ class Handlers:
             if not self._slots.acquire(blocking=False):
                 self._post(channel, reply_thread, messages.OVERLOADED)
                 return
-            self._react("reactions_add", channel, ts)
+            status = ThreadStatus(self.client, self.caps, channel=channel, ts=ts, thread=reply_thread)
+            scope = self.service.registry.slack.sources_for(channel)
+            status.set(searching_status(self.service.search_scope(None, scope)))
         except Exception:
             error_id = new_error_id()
             log.exception("cannot accept question %s/%s [error id %s]", channel, ts, error_id)
@@ -239,6 +220,9 @@ class Handlers:
             question=question,
             reply_thread=reply_thread,
             memory_key=memory_key or reply_thread or ts,
+            status=status,
+            team=event.get("user_team") or event.get("team") or self.team_id,
+            dm=is_dm(event),
         )
 
     def _refused(self, event: dict[str, Any], body: dict[str, Any], reply_thread: str | None) -> bool:
@@ -252,33 +236,36 @@ class Handlers:
         return True
 
     def _answer(
-        self, *, channel: str, ts: str, user: str, question: str, reply_thread: str | None, memory_key: str
+        self,
+        *,
+        channel: str,
+        ts: str,
+        user: str,
+        question: str,
+        reply_thread: str | None,
+        memory_key: str,
+        status: ThreadStatus,
+        team: str | None,
+        dm: bool,
     ) -> None:
-        placeholder: str | None = None
+        delivery: NativeDelivery | UpdateDelivery | None = None
         try:
             question, cut = clip_question(question, self.question_limit)
             history = self.memory.turns(channel, memory_key)
-            posted = self.client.chat_postMessage(
-                channel=channel,
-                thread_ts=reply_thread,
-                text=messages.PLACEHOLDER,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-            placeholder = str(posted["ts"])
+            delivery = self._delivery(channel, reply_thread, user=user, team=team, dm=dm, status=status)
+            delivery.begin()
             if reply_thread:
                 self._our_threads.add(f"{channel}:{reply_thread}")
-            streamer = Streamer(self.client, channel=channel, ts=placeholder, interval=self.update_interval)
             answer = self.service.ask(
                 question,
                 top_k=self.top_k,
                 history=history,
-                on_token=streamer.on_token,
+                on_token=delivery.on_token,
                 allowed=self.service.registry.slack.sources_for(channel),  # a scoped channel and its threads
             )
             answer_id = uuid.uuid4().hex
             notes = formatting.note_text(answer, question_cut=cut, question_limit=self.question_limit)
-            pages = formatting.paginate(formatting.answer_blocks(answer, answer_id=answer_id, notes=notes))
+            blocks = formatting.answer_blocks(answer, answer_id=answer_id, notes=notes)
             text = formatting.fallback_text(answer)
             # Remembered before it is shown: a follow-up or a vote may arrive the moment it is.
             self.memory.add(channel, memory_key, question, answer.text)
@@ -292,41 +279,50 @@ class Handlers:
                 mode=answer.mode,
                 hits=answer.hits,
             )
-            self.client.chat_update(
-                channel=channel,
-                ts=placeholder,
-                text=text,
-                blocks=pages[0],
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-            for page in pages[1:]:
-                self.client.chat_postMessage(
-                    channel=channel,
-                    thread_ts=reply_thread or placeholder,
-                    text=text,
-                    blocks=page,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
+            delivery.finish(answer, blocks, text)
             log.info(
-                "answered %s/%s (%s, %d sources, %d streaming updates)",
+                "answered %s/%s (%s, %d sources, %d streaming updates, %s)",
                 channel,
                 ts,
                 answer.mode,
                 len(answer.hits),
-                streamer.updates,
+                delivery.updates,
+                "native stream"
+                if isinstance(delivery, NativeDelivery) and not delivery.fallback
+                else "chat.update",
             )
         except StoreError as e:  # the index (e.g. a Chroma server) is down: say so, stay up
             log.warning("answering %s/%s: the index is unavailable: %s", channel, ts, e)
-            self._tell(channel, reply_thread, messages.INDEX_UNAVAILABLE, replace=placeholder)
+            replace = delivery.abort() if delivery else None
+            self._tell(channel, reply_thread, messages.INDEX_UNAVAILABLE, replace=replace)
         except Exception:
             error_id = new_error_id()
             log.exception("answering %s/%s failed [error id %s]", channel, ts, error_id)
-            self._apologise(channel, reply_thread, error_id, replace=placeholder)
+            self._apologise(channel, reply_thread, error_id, replace=delivery.abort() if delivery else None)
         finally:
-            self._react("reactions_remove", channel, ts)
+            status.clear()
             self._slots.release()
+
+    def _delivery(
+        self, channel: str, thread: str | None, *, user: str, team: str | None, dm: bool, status: ThreadStatus
+    ) -> NativeDelivery | UpdateDelivery:
+        """Native streaming in a thread unless Slack refused it before; else the v1 chat.update path."""
+        writing = lambda: status.set(messages.STATUS_WRITING)  # noqa: E731
+        if thread and self.caps.streaming:
+            return NativeDelivery(
+                self.client,
+                self.caps,
+                channel=channel,
+                thread=thread,
+                user=user,
+                team=team,
+                is_dm=dm,
+                interval=self.update_interval,
+                on_first_token=writing,
+            )
+        return UpdateDelivery(
+            self.client, channel=channel, thread=thread, interval=self.update_interval, on_first_token=writing
+        )
 
     # ----- /ragingest ------------------------------------------------------------------------
 
@@ -445,12 +441,6 @@ class Handlers:
                 self._post(channel, thread_ts, text)
         except Exception:
             log.exception("could not tell the user in %s: %s", channel, text)
-
-    def _react(self, method: str, channel: str, ts: str) -> None:
-        try:
-            getattr(self.client, method)(channel=channel, timestamp=ts, name=messages.WORKING_REACTION)
-        except Exception as e:  # the indicator is a courtesy: never fail an answer over it
-            log.debug("%s failed on %s/%s: %s", method, channel, ts, e)
 
 
 REFUSALS = {

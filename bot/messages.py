@@ -59,3 +59,4 @@ SHARED_CHANNEL = (
     "here. Ask me in a direct message instead."
 )
 CHANNEL_NOT_ALLOWED = "I'm not enabled in this channel. Ask me in a direct message instead."
+STATUS_WRITING = "writing…"

@@ -5,6 +5,13 @@ ws:// URL of the websocket server, which greets with `hello`, sends envelopes (e
 slash_commands, interactive), records the app's acks, and can ask the app to reconnect
 (`disconnect`, reason refresh_requested) or drop the socket without a close frame.
 Every Web API request and every response_url post is recorded for assertions.
+
+Native streaming (chat.startStream / appendStream / stopStream) and thread status
+(assistant.threads.setStatus) follow Slack's reference: recipient ids required outside DMs,
+markdown_text (or markdown_text chunks) at most 12,000 characters a call, appends to a stopped
+stream refused. They are off by default, like a workspace that predates them (the v1 tests run
+the chat.update path); `streaming` / `status` turn them on, `break_stream_after` makes a
+stream expire after that many appends.
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ class FakeSlack:
         self.messages: dict[str, list[dict[str, Any]]] = {}  # channel → messages
         self.enterprise_id: str | None = None  # set: the workspace is part of an Enterprise Grid org
         self.ext_shared: set[str] = set()  # channels shared with another organisation (Slack Connect)
+        self.streaming = False  # chat.startStream accepted
+        self.stream_refusal = "feature_not_enabled"  # the error while it is not
+        self.status = False  # assistant.threads.setStatus accepted
+        self.status_refusal = "missing_scope"
+        self.break_stream_after: int | None = None  # appends before a stream expires server-side
+        self.statuses: list[tuple[str, str, str]] = []  # (channel, thread_ts, status) as set
         self.fail_next: dict[str, int] = {}  # method → HTTP status to answer once (429 says Retry-After: 1)
         self.connections_opened = 0
         self._ts = itertools.count(1)
@@ -394,8 +407,24 @@ class FakeSlack:
                 for msg in self.messages.get(args["channel"], []):
                     if msg["ts"] == args["ts"]:
                         msg["text"] = args.get("text", msg["text"])
+                        msg.pop("streaming", None)
                         if "blocks" in args:
                             msg["blocks"] = args["blocks"]
+            return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
+        if method.endswith("Stream"):
+            return self._stream(method, args)
+        if method == "assistant.threads.setStatus":
+            if not self.status:
+                return {"ok": False, "error": self.status_refusal}
+            if not args.get("channel_id") or not args.get("thread_ts") or "status" not in args:
+                return {"ok": False, "error": "invalid_arguments"}
+            with self._lock:
+                self.statuses.append((args["channel_id"], args["thread_ts"], args["status"]))
+            return {"ok": True}
+        if method == "chat.delete":
+            with self._lock:
+                msgs = self.messages.get(args["channel"], [])
+                self.messages[args["channel"]] = [m for m in msgs if m["ts"] != args["ts"]]
             return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self.next_ts()}
@@ -416,4 +445,64 @@ class FakeSlack:
             if user is None:
                 return {"ok": False, "error": "user_not_found"}
             return {"ok": True, "user": {"id": args["user"], **user}}
+        return {"ok": False, "error": "unknown_method"}
+
+    def streamed_messages(self, channel: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.messages.get(channel, []) if "streaming" in m]
+
+    def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """chat.startStream / chat.appendStream / chat.stopStream, with Slack's checks and errors."""
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        text = str(args.get("markdown_text") or "")
+        for chunk in args.get("chunks") or []:
+            if chunk.get("type") != "markdown_text":
+                return {"ok": False, "error": "invalid_chunks"}
+            text += str(chunk.get("text") or "")
+        if len(text) > 12_000:
+            return {"ok": False, "error": "msg_too_long"}
+        if method == "chat.startStream":
+            if not self.streaming:
+                return {"ok": False, "error": self.stream_refusal}
+            if not channel.startswith("D"):
+                if not args.get("recipient_user_id"):
+                    return {"ok": False, "error": "missing_recipient_user_id"}
+                if not args.get("recipient_team_id"):
+                    return {"ok": False, "error": "missing_recipient_team_id"}
+            msg: dict[str, Any] = {
+                "type": "message",
+                "user": BOT_USER,
+                "bot_id": BOT_ID,
+                "text": text,
+                "ts": self.next_ts(),
+                "streaming": True,
+                "appends": 0,
+            }
+            if args.get("thread_ts"):
+                msg["thread_ts"] = args["thread_ts"]
+            with self._lock:
+                self.messages.setdefault(channel, []).append(msg)
+            return {"ok": True, "channel": channel, "ts": msg["ts"]}
+        with self._lock:
+            found = [m for m in self.messages.get(channel, []) if m["ts"] == args.get("ts")]
+            if not found:
+                return {"ok": False, "error": "message_not_found"}
+            msg = found[0]
+            if not msg.get("streaming"):
+                return {"ok": False, "error": "message_not_in_streaming_state"}
+            if method == "chat.appendStream":
+                if self.break_stream_after is not None and msg["appends"] >= self.break_stream_after:
+                    msg["streaming"] = False  # expired: half-written until the app fixes it
+                    return {"ok": False, "error": "message_not_in_streaming_state"}
+                msg["appends"] += 1
+                msg["text"] += text
+                return {"ok": True, "channel": channel, "ts": msg["ts"]}
+            if method == "chat.stopStream":
+                msg["text"] += text
+                msg["streaming"] = False
+                if args.get("blocks"):
+                    msg["blocks"] = args["blocks"]
+                return {"ok": True, "channel": channel, "ts": msg["ts"], "message": dict(msg)}
         return {"ok": False, "error": "unknown_method"}
