@@ -1,8 +1,11 @@
-"""Slack responsiveness: how soon a mention is acknowledged, shows ⏳, and gets its answer.
+"""Slack responsiveness: how soon a mention is acknowledged, shows it is working, and gets its answer.
 
 The real bot (Bolt over Socket Mode) against the test suite's local fake Slack and fake LLM
 (a streamed reply of 121 words, 25 ms between words: ~3 s), with a small repository indexed by the
-bundled MiniLM into embedded Chroma. One mention at a time; reports medians over --runs.
+bundled MiniLM into embedded Chroma. One mention at a time, alternating between the two ways
+of showing an answer in one process: `native` (chat.startStream/appendStream/stopStream and
+the thread status) and `update` (the v1 placeholder + chat.update + ⏳ reaction path, as it is
+when Slack refuses streaming). Reports medians over --runs per mode.
 
     python benchmarks/slack_latency.py [--runs 10] [--json]
 
@@ -76,15 +79,17 @@ def main() -> None:
     bot = SlackBot(settings, service)
     bot.start()
 
-    rows: dict[str, list[float]] = {
-        "ack": [],
-        "reaction": [],
-        "placeholder": [],
-        "first_update": [],
-        "answer": [],
-    }
+    handlers = bot._handlers  # switching the path per question is what is compared
+    assert handlers is not None
+    modes = ("native", "update")
+    keys = ("ack", "working", "first_text", "answer", "progress_calls")
+    rows: dict[str, dict[str, list[float]]] = {m: {k: [] for k in keys} for m in modes}
     try:
-        for i in range(args.runs):
+        for i in range(args.runs * 2):
+            mode = modes[i % 2]  # alternate, so load on this shared machine hits both alike
+            native = mode == "native"
+            slack.streaming = slack.status = native
+            handlers.caps.streaming = handlers.caps.status = native
             # a different asker each time: the per-user rate limit is not what is measured
             msg = slack.user_message(
                 "CBENCH", f"<@{BOT_USER}> how are refunds of kind {i} handled?", user=f"UBENCH{i}"
@@ -100,12 +105,22 @@ def main() -> None:
                     what=method,
                 )
 
-            rows["ack"].append(slack.wait_for_ack(env) and slack.ack_times[env] - t0)
-            rows["reaction"].append(first("reactions.add").at - t0)
-            rows["placeholder"].append(first("chat.postMessage").at - t0)
-            rows["first_update"].append(first("chat.update", lambda c: "blocks" not in c.args).at - t0)
-            rows["answer"].append(first("chat.update", lambda c: "blocks" in c.args).at - t0)
-            first("reactions.remove")
+            row = rows[mode]
+            row["ack"].append(slack.wait_for_ack(env) and slack.ack_times[env] - t0)
+            if native:
+                row["working"].append(first("assistant.threads.setStatus").at - t0)
+                row["first_text"].append(first("chat.startStream").at - t0)
+                row["answer"].append(first("chat.stopStream").at - t0)
+                first("assistant.threads.setStatus", lambda c: c.args.get("status") == "")
+                progress = ("chat.startStream", "chat.appendStream")
+            else:
+                row["working"].append(first("reactions.add").at - t0)
+                row["first_text"].append(first("chat.update", lambda c: "blocks" not in c.args).at - t0)
+                row["answer"].append(first("chat.update", lambda c: "blocks" in c.args).at - t0)
+                first("reactions.remove")
+                progress = ("chat.update",)
+            calls = [c for c in slack.calls[before:] if c.method in progress and "blocks" not in c.args]
+            row["progress_calls"].append(len(calls))
     finally:
         slack.hang_up()
         bot.stop()
@@ -113,18 +128,20 @@ def main() -> None:
         llm.stop()
 
     result = {
-        "runs": args.runs,
-        "median_seconds": {k: round(statistics.median(v), 3) for k, v in rows.items()},
-        "max_seconds": {k: round(max(v), 3) for k, v in rows.items()},
+        "runs_per_mode": args.runs,
+        "median": {m: {k: round(statistics.median(v), 3) for k, v in rows[m].items()} for m in modes},
+        "max": {m: {k: round(max(v), 3) for k, v in rows[m].items()} for m in modes},
         "machine": f"{platform.machine()}, {os.cpu_count()} cpus, Python {platform.python_version()}",
     }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.runs} mentions, one at a time ({result['machine']})")
-        for key in rows:
-            median, worst = result["median_seconds"][key], result["max_seconds"][key]
-            print(f"  {key:13s} median {median:.3f} s   max {worst:.3f} s")
+        print(f"{args.runs} mentions per mode, alternating, one at a time ({result['machine']})")
+        for key in keys:
+            cells = "   ".join(
+                f"{m} median {result['median'][m][key]:.3f} max {result['max'][m][key]:.3f}" for m in modes
+            )
+            print(f"  {key:14s} {cells}")
 
 
 if __name__ == "__main__":

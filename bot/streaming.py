@@ -255,17 +255,17 @@ class NativeDelivery:
 
     def finish(self, answer: Answer, blocks: list[dict[str, Any]], text: str) -> None:
         if self.fallback is None and self.ts is None:
-            self.raw = (
-                answer.text
-            )  # nothing was streamed (no LLM, or it failed at once): stream the answer now
+            # Nothing was streamed (no LLM, or it failed at once): stream the answer now.
+            self.raw = answer.text
             self._send(answer.text)
         if self.fallback is not None:
             self.fallback.finish(answer, blocks, text)
             return
         if not self.broken and answer.text == self.raw.strip():
-            self._send(self.raw[self.sent :])  # the last tokens, up to STREAM_LIMIT
+            # The last tokens go with chat.stopStream (one call less), within both limits.
+            last = self.raw[self.sent :][: min(CALL_LIMIT, STREAM_LIMIT - self.sent)]
             tail = answer_tail(blocks)
-            rest = self.raw[self.sent :].strip()
+            rest = self.raw[self.sent + len(last) :].strip()
             if rest:  # longer than one streamed message: the rest continues below, as pagination does
                 more = [
                     {"type": "section", "text": {"type": "mrkdwn", "text": p}}
@@ -275,15 +275,16 @@ class NativeDelivery:
             else:
                 pages = formatting.paginate(tail)
                 first, later = pages[0], pages[1:]
-            if not self.broken and self._stop(blocks=first):
+            if self._stop(blocks=first, markdown_text=last):
+                self.sent += len(last)
                 post_pages(self.client, self.channel, self.thread, text, later)
                 return
         self._replace(blocks, text)
 
-    def _stop(self, *, blocks: list[dict[str, Any]]) -> bool:
+    def _stop(self, *, blocks: list[dict[str, Any]], markdown_text: str = "") -> bool:
         self.stopped = True  # one try: a stream that cannot be stopped is replaced, not stopped again
         try:
-            self.stream.stop(blocks=blocks or None)
+            self.stream.stop(blocks=blocks or None, markdown_text=markdown_text or None)
             return True
         except Exception as e:
             log.warning("chat.stopStream failed in %s (%s); replacing the message", self.channel, e)

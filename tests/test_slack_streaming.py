@@ -111,8 +111,11 @@ def test_answer_is_streamed_natively_with_status_and_final_blocks(
     assert len(slack.calls_to("chat.stopStream")) == 1
     assert not [c for c in slack.calls_to("chat.postMessage") if c.args["channel"] == "CGENERAL"]
     assert not slack.calls_to("chat.update")
-    statuses = [s for c, t, s in slack.statuses if (c, t) == ("CGENERAL", msg["ts"])]
-    assert statuses == ["searching code…", "writing…", ""]
+    def statuses() -> list[str]:
+        return [s for c, t, s in slack.statuses if (c, t) == ("CGENERAL", msg["ts"])]
+
+    slack.wait_for(lambda: "" in statuses(), what="the status cleared after the answer")
+    assert statuses() == ["searching code…", "writing…", ""]
     assert not slack.calls_to("reactions.add")  # the status replaces the ⏳ reaction
 
 
