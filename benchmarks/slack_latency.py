@@ -60,7 +60,10 @@ def main() -> None:
     )
 
     slack = FakeSlack().start()
-    llm = FakeLLM(reply=lambda _m: " ".join(["word"] * 120) + " [1]", chunk_delay=0.025).start()
+    # Distinct words: litellm aborts a stream that repeats one chunk 100 times ("The model is
+    # repeating the same chunk"), which turned the old 120 x "word" reply into an LLM failure.
+    reply = " ".join(f"word{i}" for i in range(120)) + " [1]"
+    llm = FakeLLM(reply=lambda _m: reply, chunk_delay=0.025).start()
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         chroma_db_dir=tmp / "chroma",
