@@ -192,3 +192,17 @@ def test_a_long_answer_respects_the_per_call_limit_and_continues_below(
     continued = str(more.args["blocks"])
     assert "line01799" in continued and "feedback_up" in continued
     assert (streamed["text"] + continued).count("line00900") == 1
+
+
+def test_streamed_text_gets_no_broadcast_mentions_through(
+    start_bot: Callable[[], SlackBot], slack: FakeSlack, fake_llm: FakeLLM
+) -> None:
+    slack.streaming = True
+    fake_llm.reply = lambda _messages: f"Ping <!here> and <!channel> and @everyone now. {WORDS} [1]"
+    fake_llm.chunk_delay = 0.01
+    start_bot()
+    msg = mention(slack, "CGENERAL", "How is a payment refunded?")
+    (answer,) = wait_final(slack, "CGENERAL", msg["ts"])
+    assert slack.calls_to("chat.appendStream") and "Ping" in answer["text"]
+    sent = "\n".join(slack.outgoing_texts())
+    assert not any(b in sent for b in ("<!here", "<!channel", "@everyone"))
