@@ -95,6 +95,7 @@ def create_app(
     """A Bolt app with the bot's listeners; `identity` is the auth.test result (fetched if None)."""
     from slack_bolt import App
 
+    from bot.access import Access, Identity
     from bot.handlers import Handlers
     from bot.memory import AnswerLog, SlackState, ThreadMemory
 
@@ -117,6 +118,13 @@ def create_app(
         bot_id=identity.get("bot_id"),
         memory=ThreadMemory(state),
         answers=AnswerLog(state),
+        access=Access(
+            settings=settings,
+            client=client,
+            identity=Identity.from_auth_test(identity),
+            allowed_channels=service.registry.slack.allowed_channels,
+        ),
+        team_id=identity.get("team_id"),
         **handler_options,
     )
     handlers.register(app)

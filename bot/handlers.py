@@ -17,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot import formatting, messages
+from bot.access import Access, Verdict, is_dm
 from bot.dedupe import SeenKeys, event_key, message_key
 from bot.liveness import InFlight
 from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
+from bot.streaming import Capabilities, NativeDelivery, ThreadStatus, UpdateDelivery, searching_status
 from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
 from rag.metrics import answer_found
 
@@ -43,35 +45,6 @@ def new_error_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-class Streamer:
-    """Receives the model's tokens and shows them in the placeholder, one chat.update per interval."""
-
-    def __init__(self, client: WebClient, *, channel: str, ts: str, interval: float) -> None:
-        self.client = client
-        self.channel = channel
-        self.ts = ts
-        self.interval = interval
-        self.parts: list[str] = []
-        self.updates = 0
-        self.first_update_at: float | None = None  # monotonic: when answer text first became visible
-        self._last = time.monotonic()
-
-    def on_token(self, token: str) -> None:
-        self.parts.append(token)
-        now = time.monotonic()
-        if now - self._last < self.interval:
-            return
-        self._last = now
-        try:
-            self.client.chat_update(
-                channel=self.channel, ts=self.ts, text=formatting.streaming_text("".join(self.parts))
-            )
-            self.updates += 1
-            self.first_update_at = self.first_update_at or time.monotonic()
-        except Exception as e:  # a failed progress update must not lose the answer
-            log.warning("streaming update failed in %s: %s", self.channel, e)
-
-
 class Handlers:
     """Listeners for mentions, thread follow-ups, DMs, `/ragingest` and feedback buttons."""
 
@@ -91,6 +64,9 @@ class Handlers:
         update_interval: float = 1.0,
         question_limit: int = MAX_QUESTION_CHARS,
         top_k: int = 5,
+        access: Access | None = None,
+        team_id: str | None = None,
+        native_streaming: bool = True,
     ) -> None:
         self.settings = settings
         self.service = service
@@ -103,6 +79,10 @@ class Handlers:
         self.update_interval = update_interval
         self.question_limit = question_limit
         self.top_k = top_k
+        self.access = access
+        self.team_id = team_id
+        self.caps = Capabilities()  # what Slack refused (streaming, status): remembered for the process
+        self.caps.streaming = native_streaming
         self.seen = SeenKeys()
         self.not_ours = SeenKeys(ttl=300.0)  # threads recently checked in Slack: the bot is not in them
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragbot-answer")
@@ -117,6 +97,8 @@ class Handlers:
     def register(self, app: App) -> None:
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
+        app.event("channel_shared")(self.on_channel_shared)
+        app.event("channel_unshared")(self.on_channel_unshared)
         app.command("/ragingest")(self.on_ragingest)
         app.action(formatting.FEEDBACK_UP)(self.on_feedback)
         app.action(formatting.FEEDBACK_DOWN)(self.on_feedback)
@@ -145,6 +127,14 @@ class Handlers:
             return  # a top-level channel message: only a mention (app_mention) makes it a question
         if self._answered_in(channel, thread_ts):
             self._accept(event, body, reply_thread=thread_ts)
+
+    def on_channel_shared(self, event: dict[str, Any]) -> None:
+        if self.access:
+            self.access.on_channel_shared(event)
+
+    def on_channel_unshared(self, event: dict[str, Any]) -> None:
+        if self.access:
+            self.access.on_channel_unshared(event)
 
     def _ignored(self, event: dict[str, Any]) -> bool:
         """Own and other bots' messages, edits, joins and every other non-question subtype."""
@@ -204,6 +194,8 @@ class Handlers:
         question = self._clean_question(str(event.get("text") or ""))
         metrics = self.service.metrics
         try:
+            if self._refused(event, body, reply_thread):
+                return
             if not question:
                 metrics.question("slack", "refused")
                 self._post(channel, reply_thread, messages.EMPTY_QUESTION)
@@ -220,7 +212,9 @@ class Handlers:
                 self._post(channel, reply_thread, messages.OVERLOADED)
                 return
             self.inflight.start(f"{channel}:{ts}")
-            self._react("reactions_add", channel, ts)
+            status = ThreadStatus(self.client, self.caps, channel=channel, ts=ts, thread=reply_thread)
+            scope = self.service.registry.slack.sources_for(channel)
+            status.set(searching_status(self.service.search_scope(None, scope)))
         except Exception:
             metrics.question("slack", "error")
             error_id = new_error_id()
@@ -235,30 +229,52 @@ class Handlers:
             question=question,
             reply_thread=reply_thread,
             memory_key=memory_key or reply_thread or ts,
+            status=status,
+            team=event.get("user_team") or event.get("team") or self.team_id,
+            dm=is_dm(event),
         )
 
+    def _refused(self, event: dict[str, Any], body: dict[str, Any], reply_thread: str | None) -> bool:
+        """Who may ask, and where (bot.access): a refusal is one ephemeral note, nothing else."""
+        verdict = self.access.verdict(event, body) if self.access else Verdict.ALLOWED
+        if verdict is Verdict.ALLOWED:
+            return False
+        channel, user = event["channel"], event["user"]
+        log.info("refused a question from %s in %s: %s", user, channel, verdict.value)
+        self._ephemeral(channel, user, reply_thread, REFUSALS[verdict])
+        return True
+
     def _answer(
-        self, *, channel: str, ts: str, user: str, question: str, reply_thread: str | None, memory_key: str
+        self,
+        *,
+        channel: str,
+        ts: str,
+        user: str,
+        question: str,
+        reply_thread: str | None,
+        memory_key: str,
+        status: ThreadStatus,
+        team: str | None,
+        dm: bool,
     ) -> None:
-        placeholder: str | None = None
+        delivery: NativeDelivery | UpdateDelivery | None = None
         try:
             question, cut = clip_question(question, self.question_limit)
             history = self.memory.turns(channel, memory_key)
-            posted = self.client.chat_postMessage(
-                channel=channel,
-                thread_ts=reply_thread,
-                text=messages.PLACEHOLDER,
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-            placeholder = str(posted["ts"])
+            delivery = self._delivery(channel, reply_thread, user=user, team=team, dm=dm, status=status)
+            delivery.begin()
             if reply_thread:
                 self._our_threads.add(f"{channel}:{reply_thread}")
-            streamer = Streamer(self.client, channel=channel, ts=placeholder, interval=self.update_interval)
-            answer = self.service.ask(question, top_k=self.top_k, history=history, on_token=streamer.on_token)
+            answer = self.service.ask(
+                question,
+                top_k=self.top_k,
+                history=history,
+                on_token=delivery.on_token,
+                allowed=self.service.registry.slack.sources_for(channel),  # a scoped channel and its threads
+            )
             answer_id = uuid.uuid4().hex
             notes = formatting.note_text(answer, question_cut=cut, question_limit=self.question_limit)
-            pages = formatting.paginate(formatting.answer_blocks(answer, answer_id=answer_id, notes=notes))
+            blocks = formatting.answer_blocks(answer, answer_id=answer_id, notes=notes)
             text = formatting.fallback_text(answer)
             # Remembered before it is shown: a follow-up or a vote may arrive the moment it is.
             self.memory.add(channel, memory_key, question, answer.text)
@@ -273,48 +289,57 @@ class Handlers:
                 hits=answer.hits,
                 found=answer_found(answer),
             )
-            self.client.chat_update(
-                channel=channel,
-                ts=placeholder,
-                text=text,
-                blocks=pages[0],
-                unfurl_links=False,
-                unfurl_media=False,
-            )
-            for page in pages[1:]:
-                self.client.chat_postMessage(
-                    channel=channel,
-                    thread_ts=reply_thread or placeholder,
-                    text=text,
-                    blocks=page,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
+            delivery.finish(answer, blocks, text)
             shown = time.monotonic()
             received = self.inflight.started(f"{channel}:{ts}") or shown
-            self.service.metrics.first_text((streamer.first_update_at or shown) - received)
+            self.service.metrics.first_text((delivery.first_visible_at or shown) - received)
             self.service.metrics.answered("slack", answer, seconds=shown - received)
             log.info(
-                "answered %s/%s (%s, %d sources, %d streaming updates)",
+                "answered %s/%s (%s, %d sources, %d streaming updates, %s)",
                 channel,
                 ts,
                 answer.mode,
                 len(answer.hits),
-                streamer.updates,
+                delivery.updates,
+                "native stream"
+                if isinstance(delivery, NativeDelivery) and not delivery.fallback
+                else "chat.update",
             )
         except StoreError as e:  # the index (e.g. a Chroma server) is down: say so, stay up
             self.service.metrics.question("slack", "error")
             log.warning("answering %s/%s: the index is unavailable: %s", channel, ts, e)
-            self._tell(channel, reply_thread, messages.INDEX_UNAVAILABLE, replace=placeholder)
+            replace = delivery.abort() if delivery else None
+            self._tell(channel, reply_thread, messages.INDEX_UNAVAILABLE, replace=replace)
         except Exception:
             self.service.metrics.question("slack", "error")
             error_id = new_error_id()
             log.exception("answering %s/%s failed [error id %s]", channel, ts, error_id)
-            self._apologise(channel, reply_thread, error_id, replace=placeholder)
+            self._apologise(channel, reply_thread, error_id, replace=delivery.abort() if delivery else None)
         finally:
-            self._react("reactions_remove", channel, ts)
+            status.clear()
             self.inflight.done(f"{channel}:{ts}")
             self._slots.release()
+
+    def _delivery(
+        self, channel: str, thread: str | None, *, user: str, team: str | None, dm: bool, status: ThreadStatus
+    ) -> NativeDelivery | UpdateDelivery:
+        """Native streaming in a thread unless Slack refused it before; else the v1 chat.update path."""
+        writing = lambda: status.set(messages.STATUS_WRITING)  # noqa: E731
+        if thread and self.caps.streaming:
+            return NativeDelivery(
+                self.client,
+                self.caps,
+                channel=channel,
+                thread=thread,
+                user=user,
+                team=team,
+                is_dm=dm,
+                interval=self.update_interval,
+                on_first_token=writing,
+            )
+        return UpdateDelivery(
+            self.client, channel=channel, thread=thread, interval=self.update_interval, on_first_token=writing
+        )
 
     # ----- /ragingest ------------------------------------------------------------------------
 
@@ -439,11 +464,12 @@ class Handlers:
         except Exception:
             log.exception("could not tell the user in %s: %s", channel, text)
 
-    def _react(self, method: str, channel: str, ts: str) -> None:
-        try:
-            getattr(self.client, method)(channel=channel, timestamp=ts, name=messages.WORKING_REACTION)
-        except Exception as e:  # the indicator is a courtesy: never fail an answer over it
-            log.debug("%s failed on %s/%s: %s", method, channel, ts, e)
+
+REFUSALS = {
+    Verdict.EXTERNAL_USER: messages.EXTERNAL_USER,
+    Verdict.SHARED_CHANNEL: messages.SHARED_CHANNEL,
+    Verdict.CHANNEL_NOT_ALLOWED: messages.CHANNEL_NOT_ALLOWED,
+}
 
 
 def ingest_summary(reports: list[IngestReport]) -> str:

@@ -52,3 +52,11 @@ INGEST_REPORT_LINE = (
     "updated, {documents_deleted} deleted, {documents_unchanged} unchanged; {chunks_embedded} chunks "
     "embedded in {seconds:.1f} s{errors}"
 )
+
+EXTERNAL_USER = "Sorry, I only answer people in our own organisation."
+SHARED_CHANNEL = (
+    "This channel is shared with another organisation, so I don't answer from the docs and code "
+    "here. Ask me in a direct message instead."
+)
+CHANNEL_NOT_ALLOWED = "I'm not enabled in this channel. Ask me in a direct message instead."
+STATUS_WRITING = "writing…"

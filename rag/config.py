@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     ragingest_allowed_users: Annotated[list[str], NoDecode] = Field(
         default_factory=list, alias="RAGINGEST_ALLOWED_USERS"
     )
+    slack_allowed_channels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, alias="SLACK_ALLOWED_CHANNELS"
+    )
+    slack_allow_external_users: bool = Field(False, alias="SLACK_ALLOW_EXTERNAL_USERS")
+    slack_shared_channels: Literal["refuse", "answer"] = Field("refuse", alias="SLACK_SHARED_CHANNELS")
 
     ingest_interval_minutes: int = Field(60, alias="INGEST_INTERVAL_MINUTES", ge=0)
     ingest_cron: str | None = Field(None, alias="INGEST_CRON")
@@ -83,12 +88,12 @@ class Settings(BaseSettings):
     ragbot_liveness_grace_seconds: float = Field(120.0, alias="RAGBOT_LIVENESS_GRACE_SECONDS", ge=0)
     ragbot_retention_days: int = Field(90, alias="RAGBOT_RETENTION_DAYS", ge=1)
 
-    @field_validator("confluence_space", "ragingest_allowed_users", mode="before")
+    @field_validator("confluence_space", "ragingest_allowed_users", "slack_allowed_channels", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("log_level", "ragbot_scheduler", "log_format", mode="before")
+    @field_validator("log_level", "ragbot_scheduler", "log_format", "slack_shared_channels", mode="before")
     @classmethod
     def _normalise_case(cls, value: object) -> object:
         if isinstance(value, str):
@@ -133,6 +138,7 @@ class Settings(BaseSettings):
         "ragbot_metrics_host",
         "ragbot_liveness_grace_seconds",
         "ragbot_retention_days",
+        "slack_allow_external_users",
         mode="before",
     )
     @classmethod

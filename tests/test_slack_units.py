@@ -303,3 +303,33 @@ def test_control_characters_and_bidi_marks_never_go_out() -> None:
     text = "a\x00b\x07c\u202ed\u200fe\u2066f\u2069\x1b[0m\r\x7f\u0085 <!here>\n\tg"
     assert neutralise(text) == f"abcdef[0m @{WORD_JOINER}here\n\tg"
     assert strip_mentions_of("<@UBOT> \u202e\x00 ", "UBOT") == ""
+
+
+def test_slack_access_settings_use_the_contract_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.config import load_settings
+    from rag.errors import ConfigError
+
+    monkeypatch.setenv("SLACK_ALLOWED_CHANNELS", "C01, C02")
+    monkeypatch.setenv("SLACK_ALLOW_EXTERNAL_USERS", "true")
+    monkeypatch.setenv("SLACK_SHARED_CHANNELS", "Answer")
+    s = load_settings()
+    assert (s.slack_allowed_channels, s.slack_allow_external_users, s.slack_shared_channels) == (
+        ["C01", "C02"],
+        True,
+        "answer",
+    )
+    monkeypatch.setenv("SLACK_SHARED_CHANNELS", "sometimes")
+    with pytest.raises(ConfigError, match="SLACK_SHARED_CHANNELS"):
+        load_settings()
+
+
+def test_access_caches_are_bounded_and_expire() -> None:
+    from bot.access import TtlCache
+
+    cache = TtlCache(ttl=60.0, size=3)
+    for i in range(5):
+        cache.put(f"U{i}", True)
+    assert [cache.get(f"U{i}") for i in range(5)] == [None, None, True, True, True]
+    expired = TtlCache(ttl=-1.0)  # already stale when stored
+    expired.put("C1", True)
+    assert expired.get("C1") is None

@@ -5,6 +5,13 @@ ws:// URL of the websocket server, which greets with `hello`, sends envelopes (e
 slash_commands, interactive), records the app's acks, and can ask the app to reconnect
 (`disconnect`, reason refresh_requested) or drop the socket without a close frame.
 Every Web API request and every response_url post is recorded for assertions.
+
+Native streaming (chat.startStream / appendStream / stopStream) and thread status
+(assistant.threads.setStatus) follow Slack's reference: recipient ids required outside DMs,
+markdown_text (or markdown_text chunks) at most 12,000 characters a call, appends to a stopped
+stream refused. They are off by default, like a workspace that predates them (the v1 tests run
+the chat.update path); `streaming` / `status` turn them on, `break_stream_after` makes a
+stream expire after that many appends.
 """
 
 from __future__ import annotations
@@ -44,6 +51,14 @@ class FakeSlack:
         self.ack_times: dict[str, float] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}  # channel → messages
+        self.enterprise_id: str | None = None  # set: the workspace is part of an Enterprise Grid org
+        self.ext_shared: set[str] = set()  # channels shared with another organisation (Slack Connect)
+        self.streaming = False  # chat.startStream accepted
+        self.stream_refusal = "feature_not_enabled"  # the error while it is not
+        self.status = False  # assistant.threads.setStatus accepted
+        self.status_refusal = "missing_scope"
+        self.break_stream_after: int | None = None  # appends before a stream expires server-side
+        self.statuses: list[tuple[str, str, str]] = []  # (channel, thread_ts, status) as set
         self.fail_next: dict[str, int] = {}  # method → HTTP status to answer once (429 says Retry-After: 1)
         self.connections_opened = 0
         self.refuse_connections = False  # apps.connections.open fails (a Slack outage) while True
@@ -132,10 +147,21 @@ class FakeSlack:
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
     def user_message(
-        self, channel: str, text: str, *, user: str = "UALICE", thread_ts: str | None = None
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str = "UALICE",
+        thread_ts: str | None = None,
+        team: str | None = TEAM,
     ) -> dict[str, Any]:
-        """A message a person wrote (stored, so conversations.replies sees it); not yet delivered."""
+        """A message a person wrote (stored, so conversations.replies sees it); not yet delivered.
+
+        Like Slack, the event names the writer's team (`team`, `user_team`); `team=None` leaves
+        them out (older payloads), so the bot must ask users.info."""
         msg: dict[str, Any] = {"type": "message", "user": user, "text": text, "ts": self.next_ts()}
+        if team:
+            msg["team"] = msg["user_team"] = team
         if thread_ts:
             msg["thread_ts"] = thread_ts
         with self._lock:
@@ -143,9 +169,17 @@ class FakeSlack:
         return {**msg, "channel": channel}
 
     def send_event(
-        self, event: dict[str, Any], *, event_id: str | None = None, retry_attempt: int = 0
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_attempt: int = 0,
+        ext_shared: bool | None = False,
     ) -> tuple[str, str]:
-        """Deliver an Events API envelope; returns (envelope_id, event_id)."""
+        """Deliver an Events API envelope; returns (envelope_id, event_id).
+
+        `is_ext_shared_channel` is true when the event's channel is in `ext_shared` (or
+        `ext_shared=True`); `ext_shared=None` leaves the field out."""
         event_id = event_id or f"Ev{uuid.uuid4().hex[:10].upper()}"
         payload = {
             "token": "verification-token",
@@ -156,8 +190,9 @@ class FakeSlack:
             "event_id": event_id,
             "event_time": int(time.time()),
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-            "is_ext_shared_channel": False,
         }
+        if ext_shared is not None:
+            payload["is_ext_shared_channel"] = ext_shared or event.get("channel") in self.ext_shared
         envelope_id = self.send_envelope(
             "events_api",
             payload,
@@ -336,7 +371,7 @@ class FakeSlack:
     def api(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         """The fake's Web API: enough of each method for the bot."""
         if method == "auth.test":
-            return {
+            data = {
                 "ok": True,
                 "url": "https://fake.slack.com/",
                 "team": "Fake",
@@ -345,6 +380,9 @@ class FakeSlack:
                 "user_id": BOT_USER,
                 "bot_id": BOT_ID,
             }
+            if self.enterprise_id:
+                data.update(enterprise_id=self.enterprise_id, is_enterprise_install=False)
+            return data
         if method == "apps.connections.open":
             if not (token or "").startswith("xapp-"):
                 return {"ok": False, "error": "not_allowed_token_type"}
@@ -372,8 +410,24 @@ class FakeSlack:
                 for msg in self.messages.get(args["channel"], []):
                     if msg["ts"] == args["ts"]:
                         msg["text"] = args.get("text", msg["text"])
+                        msg.pop("streaming", None)
                         if "blocks" in args:
                             msg["blocks"] = args["blocks"]
+            return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
+        if method.endswith("Stream"):
+            return self._stream(method, args)
+        if method == "assistant.threads.setStatus":
+            if not self.status:
+                return {"ok": False, "error": self.status_refusal}
+            if not args.get("channel_id") or not args.get("thread_ts") or "status" not in args:
+                return {"ok": False, "error": "invalid_arguments"}
+            with self._lock:
+                self.statuses.append((args["channel_id"], args["thread_ts"], args["status"]))
+            return {"ok": True}
+        if method == "chat.delete":
+            with self._lock:
+                msgs = self.messages.get(args["channel"], [])
+                self.messages[args["channel"]] = [m for m in msgs if m["ts"] != args["ts"]]
             return {"ok": True, "channel": args["channel"], "ts": args["ts"]}
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self.next_ts()}
@@ -382,9 +436,76 @@ class FakeSlack:
         if method == "conversations.replies":
             thread = self.thread_messages(args["channel"], args["ts"])
             return {"ok": True, "messages": thread, "has_more": False}
+        if method == "conversations.info":
+            channel = args.get("channel", "")
+            shared = channel in self.ext_shared
+            return {
+                "ok": True,
+                "channel": {"id": channel, "is_channel": True, "is_ext_shared": shared, "is_shared": shared},
+            }
         if method == "users.info":
             user = self.users.get(args.get("user", ""))
             if user is None:
                 return {"ok": False, "error": "user_not_found"}
             return {"ok": True, "user": {"id": args["user"], **user}}
+        return {"ok": False, "error": "unknown_method"}
+
+    def streamed_messages(self, channel: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m for m in self.messages.get(channel, []) if "streaming" in m]
+
+    def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """chat.startStream / chat.appendStream / chat.stopStream, with Slack's checks and errors."""
+        channel = args.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        text = str(args.get("markdown_text") or "")
+        for chunk in args.get("chunks") or []:
+            if chunk.get("type") != "markdown_text":
+                return {"ok": False, "error": "invalid_chunks"}
+            text += str(chunk.get("text") or "")
+        if len(text) > 12_000:
+            return {"ok": False, "error": "msg_too_long"}
+        if method == "chat.startStream":
+            if not self.streaming:
+                return {"ok": False, "error": self.stream_refusal}
+            if not channel.startswith("D"):
+                if not args.get("recipient_user_id"):
+                    return {"ok": False, "error": "missing_recipient_user_id"}
+                if not args.get("recipient_team_id"):
+                    return {"ok": False, "error": "missing_recipient_team_id"}
+            msg: dict[str, Any] = {
+                "type": "message",
+                "user": BOT_USER,
+                "bot_id": BOT_ID,
+                "text": text,
+                "ts": self.next_ts(),
+                "streaming": True,
+                "appends": 0,
+            }
+            if args.get("thread_ts"):
+                msg["thread_ts"] = args["thread_ts"]
+            with self._lock:
+                self.messages.setdefault(channel, []).append(msg)
+            return {"ok": True, "channel": channel, "ts": msg["ts"]}
+        with self._lock:
+            found = [m for m in self.messages.get(channel, []) if m["ts"] == args.get("ts")]
+            if not found:
+                return {"ok": False, "error": "message_not_found"}
+            msg = found[0]
+            if not msg.get("streaming"):
+                return {"ok": False, "error": "message_not_in_streaming_state"}
+            if method == "chat.appendStream":
+                if self.break_stream_after is not None and msg["appends"] >= self.break_stream_after:
+                    msg["streaming"] = False  # expired: half-written until the app fixes it
+                    return {"ok": False, "error": "message_not_in_streaming_state"}
+                msg["appends"] += 1
+                msg["text"] += text
+                return {"ok": True, "channel": channel, "ts": msg["ts"]}
+            if method == "chat.stopStream":
+                msg["text"] += text
+                msg["streaming"] = False
+                if args.get("blocks"):
+                    msg["blocks"] = args["blocks"]
+                return {"ok": True, "channel": channel, "ts": msg["ts"], "message": dict(msg)}
         return {"ok": False, "error": "unknown_method"}
