@@ -22,6 +22,7 @@ from rag.config import Settings
 from rag.embedding import EmbedderPool, embedder_factory
 from rag.errors import ConfigError
 from rag.models import Chunk, Document, content_hash
+from rag.ranking import chunk_indexes
 from rag.retrieval import DENSE_WEIGHT, LEXICAL_WEIGHT, Retriever
 from rag.store import VectorStore, chunk_id
 
@@ -166,6 +167,7 @@ def evaluate(
     dense_weight: float | None = None,
     lexical_weight: float | None = None,
     headers: bool = True,
+    ranking: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Index the set in a temporary store, run every query through the retriever, score it."""
@@ -202,6 +204,7 @@ def evaluate(
             embedders=embedders,
             dense_weight=DENSE_WEIGHT if dense_weight is None else dense_weight,
             lexical_weight=LEXICAL_WEIGHT if lexical_weight is None else lexical_weight,
+            ranking=ranking,
         )
         if progress:
             progress(f"running {len(dataset.queries)} queries")
@@ -216,7 +219,8 @@ def evaluate(
                     if match is not None:
                         ok = match.covers(hit.metadata.get("doc_id"), hit.start_line, hit.end_line, gold)
                     else:
-                        ok = (hit.metadata.get("doc_id"), hit.metadata.get("chunk_index")) == gold
+                        # A hit merged from adjacent chunks (rag.ranking) contains each of them.
+                        ok = hit.metadata.get("doc_id") == gold[0] and gold[1] in chunk_indexes(hit)
                     if ok:
                         rank = r
                         break

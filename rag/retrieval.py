@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 from rag.config import SOURCES, Settings, SourceName
 from rag.embedding import EmbedderPool
+from rag.grounding import Evidence
 from rag.lexical import LexicalIndexes
 from rag.models import Hit
+from rag.ranking import POOL_FACTOR, rerank
 from rag.store import Collection, Record, VectorStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Retriever:
         lexical: LexicalIndexes | None = None,
         dense_weight: float = DENSE_WEIGHT,
         lexical_weight: float = LEXICAL_WEIGHT,
+        ranking: bool = True,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -83,8 +86,18 @@ class Retriever:
         )
         self.dense_weight = dense_weight
         self.lexical_weight = lexical_weight
+        #: Implementation-first prior and per-file diversity after fusion (rag.ranking).
+        self.ranking = ranking
 
-    def search(self, query: str, *, top_k: int = 5, source: SourceName | None = None) -> list[Hit]:
+    def search(
+        self,
+        query: str,
+        *,
+        top_k: int = 5,
+        source: SourceName | None = None,
+        evidence: Evidence | None = None,
+    ) -> list[Hit]:
+        """The top_k hits; `evidence`, when given, collects what the grounding judgement needs."""
         sources = [source] if source else list(SOURCES)
         rankings: list[list[str]] = []
         weights: list[float] = []
@@ -104,13 +117,19 @@ class Retriever:
                 rankings.append([r.id for r in found])
                 weights.append(self.dense_weight)
                 records.update({r.id: r for r in found})
+                if evidence is not None:
+                    evidence.add_dense([(r.id, r.distance) for r in found])
             if self.lexical_weight > 0:
-                lexical = self.lexical.fresh(collection).search(query, depth)
+                index = self.lexical.fresh(collection)
+                lexical = index.search(query, depth)
+                if evidence is not None:
+                    evidence.add_lexical(index, query, lexical)
                 rankings.append([rid for rid, _ in lexical])
                 weights.append(self.lexical_weight)
                 owners.update({rid: collection for rid, _ in lexical})
         scores = rrf_fuse(rankings, weights, k=HYBRID_RRF_K)
-        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
+        pool = top_k * POOL_FACTOR if self.ranking else top_k
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:pool]
         # Chunks found by BM25 alone still need their text and metadata: one get per collection.
         missing: dict[str, list[str]] = {}
         for rid, _ in ranked:
@@ -118,7 +137,8 @@ class Retriever:
                 missing.setdefault(owners[rid].name, []).append(rid)
         for ids in missing.values():
             records.update({r.id: r for r in owners[ids[0]].get(ids)})
-        return [record_to_hit(records[rid], score) for rid, score in ranked if rid in records]
+        hits = [record_to_hit(records[rid], score) for rid, score in ranked if rid in records]
+        return rerank(query, hits, top_k=top_k) if self.ranking else hits
 
     def refresh_lexical(self, source: SourceName) -> None:
         """Bring the source's BM25 index up to date now (the ingest calls this after a run)."""

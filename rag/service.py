@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rag.config import SOURCES, Settings, SourceName
 from rag.embedding import EmbedderPool, embedder_factory
 from rag.generation import Answerer, TokenSink
+from rag.grounding import Evidence, judge
 from rag.ingest import Ingestor, Progress
 from rag.lexical import LexicalIndexes
 from rag.models import Answer, IngestReport, Turn
@@ -43,9 +44,15 @@ class RagService:
         history: Sequence[Turn] = (),
         on_token: TokenSink | None = None,
     ) -> Answer:
-        query = self.answerer.condense_query(question, history)
-        hits = self.retriever.search(query, top_k=top_k, source=source)
-        return self.answerer.answer(question, hits, history=history, on_token=on_token)
+        query = self.answerer.search_query(question, history)
+        evidence = Evidence()
+        hits = self.retriever.search(query, top_k=top_k, source=source, evidence=evidence)
+        judgement = judge(evidence)
+        log.debug("grounding: found=%s p=%.3f %s", judgement.found, judgement.probability, judgement.features)
+        searched = [source] if source else self.settings.configured_sources()
+        return self.answerer.answer(
+            question, hits, history=history, on_token=on_token, found=judgement.found, searched=searched
+        )
 
     def ingest(
         self,
