@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 import tempfile
@@ -76,7 +77,12 @@ class CachedEmbedder(Embedder):
     def save(self) -> None:
         if self.dirty:
             CACHE.mkdir(parents=True, exist_ok=True)
-            self.path.write_bytes(pickle.dumps(self.vectors))
+            if self.path.exists():  # another benchmark may have added vectors meanwhile
+                on_disk = pickle.loads(self.path.read_bytes())  # noqa: S301 (our own cache file)
+                self.vectors = {**on_disk, **self.vectors}
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(pickle.dumps(self.vectors))
+            tmp.replace(self.path)
             self.dirty = False
 
 

@@ -26,7 +26,7 @@ POOL_FACTOR = 3
 #: Separate (non-adjacent) places one file may hold in the top k.
 PER_FILE = 2
 #: Chunks merged into one hit at most (a long run of adjacent chunks stays readable).
-MAX_MERGED = 3
+MAX_MERGED = 4
 #: Score factor for a chunk whose role the question did not ask for.
 OFF_ROLE = 0.6
 #: Score factor for a chunk that defines something (def/class/fn ...) in a source file,
@@ -152,16 +152,26 @@ def diversify(hits: Sequence[Hit], *, top_k: int, per_file: int | None = None) -
     """Best first, at most `per_file` separate places per file; adjacent chunks merged into one."""
     per_file = PER_FILE if per_file is None else per_file
     kept: list[Hit] = []
+    skipped: list[Hit] = []
     for hit in hits:
         if len(kept) >= top_k:
             break
         key = _file_key(hit)
         same = [i for i, k in enumerate(kept) if _file_key(k) == key]
-        touching = next((i for i in same if _adjacent(kept[i], hit)), None)
+        touching = next(
+            (i for i in same if _adjacent(kept[i], hit) and _chunk_count(kept[i]) < MAX_MERGED), None
+        )
         if touching is not None:
-            if _chunk_count(kept[touching]) < MAX_MERGED:
-                kept[touching] = merge(kept[touching], hit)
+            kept[touching] = merge(kept[touching], hit)
             continue
+        # A chunk next to a full merged range counts as a place of its own.
         if len(same) < per_file:
             kept.append(hit)
+        else:
+            skipped.append(hit)
+    # The cap is a preference: when the candidates run out, capped hits fill the remaining slots.
+    for hit in skipped:
+        if len(kept) >= top_k:
+            break
+        kept.append(hit)
     return kept

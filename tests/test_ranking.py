@@ -82,3 +82,9 @@ def test_adjacent_chunks_merge_into_one_cited_range_without_repeating_the_overla
 def test_merge_of_touching_chunks_keeps_all_lines() -> None:
     merged = merge(hit("a.py", 11, 12, 0.5, "c\nd", index=1), hit("a.py", 9, 10, 0.4, "a\nb", index=0))
     assert (merged.start_line, merged.end_line, merged.text) == (9, 12, "a\nb\nc\nd")
+
+
+def test_capped_hits_fill_the_top_k_when_other_files_run_out() -> None:
+    hits = [hit("a.py", 100 * i, 100 * i + 10, 1.0 - i / 10, index=10 * i) for i in range(4)]
+    out = diversify(hits, top_k=4)
+    assert [h.start_line for h in out] == [0, 100, 200, 300]
