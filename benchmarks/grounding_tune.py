@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._labelled import DATA, Indexed, base_embedder, load_set, split
+from benchmarks._labelled import DATA, ExactIndex, Indexed, base_embedder, load_set, split
 from rag import grounding
 from rag.config import Settings
 
 KEEP_ANSWERABLE = 0.97
 
 
-def collect() -> list[tuple[str, str, int, tuple[float, ...]]]:
+def collect(*, chroma: bool) -> list[tuple[str, str, int, tuple[float, ...]]]:
     """(group, question, label 1=answerable, features) for every question."""
     embedder = base_embedder()
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -41,7 +41,7 @@ def collect() -> list[tuple[str, str, int, tuple[float, ...]]]:
     for name, off_topic in plan.items():
         lset = load_set(name, embedder, settings)
         with tempfile.TemporaryDirectory(prefix="ragbot-ground-") as tmp:
-            index = Indexed(lset.chunks, embedder, Path(tmp))
+            index = Indexed(lset.chunks, embedder, Path(tmp)) if chroma else ExactIndex(lset.chunks, embedder)
             for q in lset.questions:
                 rows.append((f"{name}/answerable", q.query, 1, index.candidates(q.query)[1].features()))
             if off_topic is not None:
@@ -97,8 +97,11 @@ def report(rows: list, probabilities: np.ndarray, threshold: float) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--check", action="store_true", help="score with the constants in rag/grounding.py")
+    parser.add_argument(
+        "--chroma", action="store_true", help="search through Chroma (slower) instead of numpy"
+    )
     args = parser.parse_args()
-    rows = collect()
+    rows = collect(chroma=args.chroma)
     tune, held = halves(rows)
     for group in sorted({r[0] for r in rows}):
         feats = np.array([r[3] for r in rows if r[0] == group])

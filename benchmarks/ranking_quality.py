@@ -20,7 +20,16 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks._labelled import CACHE, CachedEmbedder, Indexed, LabelledSet, base_embedder, load_set, split
+from benchmarks._labelled import (
+    CACHE,
+    CachedEmbedder,
+    ExactIndex,
+    Indexed,
+    LabelledSet,
+    base_embedder,
+    load_set,
+    split,
+)
 from rag import ranking
 from rag.config import Settings
 from rag.models import Hit, content_hash
@@ -84,14 +93,14 @@ def metrics(
     return out
 
 
-def cached_pools(lset: LabelledSet, embedder: CachedEmbedder) -> list[list[Hit]]:
+def cached_pools(lset: LabelledSet, embedder: CachedEmbedder, *, exact: bool = False) -> list[list[Hit]]:
     """Each question's fused pool, cached by the set's chunks and questions (retrieval is the slow part)."""
     key = content_hash("\0".join([c.embed_text for c in lset.chunks] + [q.query for q in lset.questions]))
-    path = CACHE / f"pools-{lset.name}-{key[:12]}.pkl"
+    path = CACHE / f"pools-{lset.name}{'-exact' if exact else ''}-{key[:12]}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())  # noqa: S301 (our own cache file)
     with tempfile.TemporaryDirectory(prefix="ragbot-rank-") as tmp:
-        index = Indexed(lset.chunks, embedder, Path(tmp))
+        index = ExactIndex(lset.chunks, embedder) if exact else Indexed(lset.chunks, embedder, Path(tmp))
         pools = [index.candidates(q.query)[0] for q in lset.questions]
     embedder.save()
     path.write_bytes(pickle.dumps(pools))
@@ -102,12 +111,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sets", default="contextual-code,contextual-code-rechunk,click,ragbot")
     parser.add_argument("--grid", action="store_true", help="sweep OFF_ROLE x DEFINITION x PER_FILE on tune")
+    parser.add_argument(
+        "--exact", action="store_true", help="fuse in numpy (exact cosine) instead of via Chroma"
+    )
     args = parser.parse_args()
     embedder = base_embedder()
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     for name in args.sets.split(","):
         lset = load_set(name, embedder, settings)
-        pools = cached_pools(lset, embedder)
+        pools = cached_pools(lset, embedder, exact=args.exact)
         tune, held = split(range(len(lset.questions)))
         sizes = f"{len(lset.questions)} questions (tune {len(tune)}, held-out {len(held)})"
         print(f"## {name}: {len(lset.chunks)} chunks, {sizes}")

@@ -63,8 +63,10 @@ class Retriever:
     """Finds the chunks most relevant to a question across the indexed sources.
 
     Hybrid: per source, a dense ranking (Chroma, cosine) and a BM25 ranking (rag.lexical) of
-    `candidates` chunks each; all rankings are fused by weighted reciprocal rank, and the fused
-    score is the hit's score. The weights were tuned on the contextual-code set (docs/retrieval.md).
+    `candidates` chunks each; all rankings are fused by weighted reciprocal rank. The weights were
+    tuned on the contextual-code set (docs/retrieval.md). Then rag.ranking applies the
+    implementation-first prior to the fused score and makes the top k diverse (merging adjacent
+    chunks of a file into one hit).
     """
 
     def __init__(
