@@ -27,6 +27,9 @@ MEANS = (0.4567, 0.4215, 0.4919, 0.3672, 0.0936)
 SCALES = (0.1295, 0.118, 0.1699, 0.3007, 0.1948)
 WEIGHTS = (0.3764, 0.6898, 1.5379, 0.4923, -1.6223)
 BIAS = 1.7539
+#: Below this many indexed chunks the statistics the model was fitted on (idf, unknown terms,
+#: agreement of top 5) mean little — calibrated on indexes of 700–1,300 chunks: not judged, found.
+MIN_INDEXED_CHUNKS = 30
 #: found = probability >= THRESHOLD: the highest that keeps 97% of tune answerable questions found.
 THRESHOLD = 0.2623
 
@@ -41,6 +44,8 @@ class Evidence:
     term_docs: dict[str, int] = field(default_factory=dict)
     #: The BM25 weight of the query's own terms in the best-matching index (Σ idf of known terms).
     query_weight: float = 0.0
+    #: Chunks in the searched BM25 indexes, summed over the sources.
+    indexed_chunks: int = 0
 
     def add_dense(self, hits: Sequence[tuple[str, float | None]]) -> None:
         """Dense hits with their cosine *distance* (as Chroma returns it)."""
@@ -50,6 +55,7 @@ class Evidence:
     def add_lexical(self, index: LexicalIndex, query: str, hits: Sequence[tuple[str, float]]) -> None:
         terms = sorted(set(tokenize(query)))
         n_docs, counts = index.document_frequencies(terms)
+        self.indexed_chunks += n_docs
         weight = 0.0
         for term, count in zip(terms, counts, strict=True):
             self.term_docs[term] = self.term_docs.get(term, 0) + count
@@ -95,5 +101,7 @@ def judge(evidence: Evidence) -> Judgement:
     if not evidence.dense and not evidence.lexical:
         return Judgement(False, 0.0, evidence.features())
     features = evidence.features()
+    if 0 < evidence.indexed_chunks < MIN_INDEXED_CHUNKS:
+        return Judgement(True, 1.0, features)
     p = probability(features)
     return Judgement(p >= THRESHOLD, p, features)

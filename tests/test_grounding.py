@@ -105,3 +105,12 @@ def test_fixed_mini_set_answerable_found_off_topic_not(  # type: ignore[no-untyp
     answer = service.ask(OFF_TOPIC[0] if not_found[0] else OFF_TOPIC[1])
     assert answer.to_json()["found"] is False
     assert answer.text.startswith("The indexed sources (code) don't cover")
+
+
+def test_an_index_too_small_to_judge_counts_as_found() -> None:
+    index = lexical()
+    evidence = Evidence()
+    evidence.add_lexical(index, "kubernetes helm chart", index.search("kubernetes helm chart", 10))
+    evidence.add_dense([("a", 0.9)])
+    assert evidence.indexed_chunks == 3 < grounding.MIN_INDEXED_CHUNKS
+    assert judge(evidence).found is True
