@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot import messages
+from rag.citations import cited
 from rag.models import Answer, Hit
 
 SECTION_LIMIT = 3_000  # characters of text in one section block
@@ -109,11 +110,15 @@ def source_line(index: int, hit: Hit) -> str:
     return f"[{index}] {ref} · _{kind}_"
 
 
-def sources_text(hits: Sequence[Hit]) -> str:
+def sources_text(hits: Sequence[Hit], *, answer_text: str = "", found: bool = True) -> str:
+    """The numbered source list: the sources the answer cites first, each keeping its number."""
     if not hits:
         return messages.NO_SOURCES
-    lines = [source_line(i, h) for i, h in enumerate(hits[:MAX_SOURCES], start=1)]
-    return messages.SOURCES_HEADER + "\n" + "\n".join(lines)
+    first = cited(answer_text, len(hits))
+    order = first + [n for n in range(1, len(hits) + 1) if n not in first]
+    lines = [source_line(n, hits[n - 1]) for n in order[:MAX_SOURCES]]
+    header = messages.SOURCES_HEADER if found else messages.CLOSEST_MATCHES_HEADER
+    return header + "\n" + "\n".join(lines)
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -159,7 +164,9 @@ def answer_blocks(answer: Answer, *, answer_id: str, notes: Sequence[str] = ()) 
     blocks: list[dict[str, Any]] = [_section(p) for p in split_text(to_mrkdwn(answer.text)) if p.strip()]
     blocks.extend(_context(n) for n in notes)
     blocks.append({"type": "divider"})
-    blocks.extend(_section(p) for p in split_text(sources_text(answer.hits)))
+    sources = sources_text(answer.hits, answer_text=answer.text, found=answer.found)
+    # Not found: the nearest passages are small print under "closest matches", not the answer's sources.
+    blocks.extend((_section if answer.found else _context)(p) for p in split_text(sources))
     blocks.append(feedback_block(answer_id))
     return blocks
 

@@ -7,6 +7,8 @@ PLACEHOLDER = "_:hourglass_flowing_sand: Looking through the docs and the code‚Ä
 STREAMING_SUFFIX = " :writing_hand:"
 
 SOURCES_HEADER = "*Sources*"
+#: Above the nearest passages of an answer whose question the index does not cover.
+CLOSEST_MATCHES_HEADER = "*Closest matches* (they do not answer the question)"
 NO_SOURCES = "_No indexed source matched this question._"
 FEEDBACK_PROMPT = "Was this helpful?"
 FEEDBACK_UP = "üëç Helpful"

@@ -163,7 +163,7 @@ def ingest(
 def render_answer(answer: Any) -> str:
     lines = [answer.text, ""]
     if answer.hits:
-        lines.append("Sources:")
+        lines.append("Sources:" if answer.found else "Closest matches (they do not answer the question):")
         for i, hit in enumerate(answer.hits, start=1):
             link = f" <{hit.url}>" if hit.url else ""
             lines.append(f"  [{i}] {hit.citation()}{link}")

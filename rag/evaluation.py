@@ -21,7 +21,8 @@ from rag.chunking import code_language_of, enclosing_symbol
 from rag.config import Settings
 from rag.embedding import EmbedderPool, embedder_factory
 from rag.errors import ConfigError
-from rag.models import Chunk, Document, content_hash
+from rag.models import Chunk, Document, Hit, content_hash
+from rag.ranking import chunk_indexes
 from rag.retrieval import DENSE_WEIGHT, LEXICAL_WEIGHT, Retriever
 from rag.sources.registry import RepositorySpec, SourceRegistry
 from rag.store import VectorStore, chunk_id
@@ -167,6 +168,7 @@ def evaluate(
     dense_weight: float | None = None,
     lexical_weight: float | None = None,
     headers: bool = True,
+    ranking: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Index the set in a temporary store, run every query through the retriever, score it."""
@@ -205,29 +207,48 @@ def evaluate(
             registry=SourceRegistry([RepositorySpec(name="code", path=Path(tmp))]),
             dense_weight=DENSE_WEIGHT if dense_weight is None else dense_weight,
             lexical_weight=LEXICAL_WEIGHT if lexical_weight is None else lexical_weight,
+            ranking=ranking,
         )
         if progress:
             progress(f"running {len(dataset.queries)} queries")
         match = _CoverMatcher(dataset) if rechunk else None
         golden_ranks: list[list[int | None]] = []
+        per_k: dict[int, list[list[int | None]]] = {k: [] for k in ks}
         for q in dataset.queries:
             hits = retriever.search(q.query, top_k=top, sources=["code"])
-            ranks: list[int | None] = []
-            for gold in q.golden:
-                rank = None
-                for r, hit in enumerate(hits, start=1):
-                    if match is not None:
-                        ok = match.covers(hit.metadata.get("doc_id"), hit.start_line, hit.end_line, gold)
-                    else:
-                        ok = (hit.metadata.get("doc_id"), hit.metadata.get("chunk_index")) == gold
-                    if ok:
-                        rank = r
-                        break
-                ranks.append(rank)
-            golden_ranks.append(ranks)
+            golden_ranks.append(_golden_ranks(q, hits, match))
+            if ranking:
+                # Diversity and merging depend on top_k: score Pass@k from a search with top_k=k,
+                # as `ask --top-k k` would return it.
+                for k in ks:
+                    k_hits = hits if k == top else retriever.search(q.query, top_k=k, sources=["code"])
+                    per_k[k].append(_golden_ranks(q, k_hits, match))
     result: dict[str, Any] = {"queries": len(dataset.queries), **score(golden_ranks, ks)}
+    if ranking:
+        for k in ks:
+            result[f"pass@{k}"] = round(pass_at_k(per_k[k], k), 2)
+        if 10 in ks:
+            result["mrr@10"] = score(per_k[10], [10])["mrr@10"]
     result["seconds"] = round(time.monotonic() - t0, 2)
     return result
+
+
+def _golden_ranks(q: EvalQuery, hits: Sequence[Hit], match: _CoverMatcher | None) -> list[int | None]:
+    """The rank at which each of the query's golden chunks was found (None: not found)."""
+    ranks: list[int | None] = []
+    for gold in q.golden:
+        rank = None
+        for r, hit in enumerate(hits, start=1):
+            if match is not None:
+                ok = match.covers(hit.metadata.get("doc_id"), hit.start_line, hit.end_line, gold)
+            else:
+                # A hit merged from adjacent chunks (rag.ranking) contains each of them.
+                ok = hit.metadata.get("doc_id") == gold[0] and gold[1] in chunk_indexes(hit)
+            if ok:
+                rank = r
+                break
+        ranks.append(rank)
+    return ranks
 
 
 _EXTENSIONS = {

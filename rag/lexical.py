@@ -197,6 +197,19 @@ class LexicalIndex:
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(built.ids[i], float(scores[i])) for i in top if scores[i] > 0]
 
+    def document_frequencies(self, terms: Sequence[str]) -> tuple[int, list[int]]:
+        """The number of indexed chunks, and per (tokenized) term how many contain it."""
+        built = self._built
+        if built is None or built.retriever is None:
+            return 0, [0 for _ in terms]
+        vocab = built.retriever.vocab_dict
+        indptr = built.retriever.scores["indptr"]
+        counts = []
+        for term in terms:
+            i = vocab.get(term)
+            counts.append(int(indptr[i + 1] - indptr[i]) if i is not None else 0)
+        return len(built.ids), counts
+
     # ----- persistence -------------------------------------------------------------------
 
     def _save(self, built: _Built) -> None:

@@ -107,11 +107,14 @@ class Answer:
     mode: Mode
     hits: list[Hit]
     note: str | None = None  # why the answer is extractive, when it is
+    #: False when retrieval judged that no indexed passage answers the question (rag.grounding).
+    found: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
             "answer": self.text,
             "mode": self.mode,
+            "found": self.found,
             "sources": [h.to_json() for h in self.hits],
         }
 

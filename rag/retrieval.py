@@ -7,8 +7,10 @@ from collections.abc import Iterable, Sequence
 
 from rag.config import KINDS, Settings
 from rag.embedding import EmbedderPool
+from rag.grounding import Evidence
 from rag.lexical import LexicalIndexes
 from rag.models import Hit
+from rag.ranking import POOL_FACTOR, rerank
 from rag.sources.registry import SourceRegistry
 from rag.store import Collection, Record, VectorStore
 
@@ -68,7 +70,9 @@ class Retriever:
     `source_name` inside the search (Chroma `where`, a BM25 score mask) — never by dropping hits
     afterwards, so nothing of another source reaches the answer. All rankings are fused by
     weighted reciprocal rank, and the fused score is the hit's score. The weights were tuned on
-    the contextual-code set (docs/retrieval.md).
+    the contextual-code set (docs/retrieval.md). Then rag.ranking applies the
+    implementation-first prior to the fused score and makes the top k diverse (merging adjacent
+    chunks of a file into one hit).
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class Retriever:
         registry: SourceRegistry | None = None,
         dense_weight: float = DENSE_WEIGHT,
         lexical_weight: float = LEXICAL_WEIGHT,
+        ranking: bool = True,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else SourceRegistry.from_settings(settings)
@@ -91,9 +96,19 @@ class Retriever:
         )
         self.dense_weight = dense_weight
         self.lexical_weight = lexical_weight
+        #: Implementation-first prior and per-file diversity after fusion (rag.ranking).
+        self.ranking = ranking
 
-    def search(self, query: str, *, top_k: int = 5, sources: Iterable[str] | None = None) -> list[Hit]:
-        """The best `top_k` chunks among `sources` (names; None = every configured source)."""
+    def search(
+        self,
+        query: str,
+        *,
+        top_k: int = 5,
+        sources: Iterable[str] | None = None,
+        evidence: Evidence | None = None,
+    ) -> list[Hit]:
+        """The best `top_k` hits among `sources` (names; None = every configured source);
+        `evidence`, when given, collects what the grounding judgement needs."""
         wanted = self.registry.names() if sources is None else list(sources)
         rankings: list[list[str]] = []
         weights: list[float] = []
@@ -120,15 +135,19 @@ class Retriever:
                 rankings.append([r.id for r in found])
                 weights.append(self.dense_weight)
                 records.update({r.id: r for r in found})
+                if evidence is not None:
+                    evidence.add_dense([(r.id, r.distance) for r in found])
             if self.lexical_weight > 0:
-                lexical = self.lexical.fresh(collection).search(
-                    query, depth, source_names=names if narrowed else None
-                )
+                index = self.lexical.fresh(collection)
+                lexical = index.search(query, depth, source_names=names if narrowed else None)
+                if evidence is not None:
+                    evidence.add_lexical(index, query, lexical)
                 rankings.append([rid for rid, _ in lexical])
                 weights.append(self.lexical_weight)
                 owners.update({rid: collection for rid, _ in lexical})
         scores = rrf_fuse(rankings, weights, k=HYBRID_RRF_K)
-        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:top_k]
+        pool = top_k * POOL_FACTOR if self.ranking else top_k
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:pool]
         # Chunks found by BM25 alone still need their text and metadata: one get per collection.
         missing: dict[str, list[str]] = {}
         for rid, _ in ranked:
@@ -137,9 +156,10 @@ class Retriever:
         for ids in missing.values():
             records.update({r.id: r for r in owners[ids[0]].get(ids)})
         show = self.registry.several_repositories
-        return [
+        hits = [
             record_to_hit(records[rid], score, show_source=show) for rid, score in ranked if rid in records
         ]
+        return rerank(query, hits, top_k=top_k) if self.ranking else hits
 
     def refresh_lexical(self, kind: str) -> None:
         """Bring the kind's BM25 index up to date now."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rag.config import KINDS, Settings
 from rag.embedding import EmbedderPool, embedder_factory
 from rag.generation import Answerer, TokenSink
+from rag.grounding import Evidence, judge
 from rag.ingest import Ingestor, Progress
 from rag.lexical import LexicalIndexes
 from rag.metrics import Metrics
@@ -62,11 +63,16 @@ class RagService:
     ) -> Answer:
         """Answer from the sources of target `source` (None: all), within `allowed` names if given."""
         names = self.search_scope(source, allowed)
-        query = self.answerer.condense_query(question, history)
+        query = self.answerer.search_query(question, history)
+        evidence = Evidence()
         started = time.perf_counter()
-        hits = self.retriever.search(query, top_k=top_k, sources=names)
+        hits = self.retriever.search(query, top_k=top_k, sources=names, evidence=evidence)
         retrieved = time.perf_counter()
-        answer = self.answerer.answer(question, hits, history=history, on_token=on_token)
+        judgement = judge(evidence)
+        log.debug("grounding: found=%s p=%.3f %s", judgement.found, judgement.probability, judgement.features)
+        answer = self.answerer.answer(
+            question, hits, history=history, on_token=on_token, found=judgement.found, searched=names
+        )
         llm_seconds = time.perf_counter() - retrieved if self.answerer.configured else None
         self.metrics.asked(retrieval_seconds=retrieved - started, llm_seconds=llm_seconds, answer=answer)
         return answer

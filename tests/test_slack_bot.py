@@ -11,6 +11,7 @@ import pytest
 
 from bot.app import SlackBot
 from rag.config import Settings
+from rag.generation import REWRITE_PROMPT
 from rag.locking import IngestLock
 from rag.service import RagService
 from tests.fakes.llm_server import FakeLLM
@@ -177,7 +178,9 @@ def test_follow_up_in_thread_without_mention_uses_thread_memory(
     wait_answer(slack, "CGENERAL", first["ts"], count=3)
     wait_log(caplog, "duplicate delivery")
     assert len(answers_in(slack, "CGENERAL", first["ts"])) == 3
-    assert len(fake_llm.requests) == 3
+    # Three answers, and one follow-up rewrite before each of the two answers in the thread.
+    rewrites = [r for r in fake_llm.requests if r["body"]["messages"][0]["content"] == REWRITE_PROMPT]
+    assert (len(fake_llm.requests), len(rewrites)) == (5, 2)
     assert again["ts"] != first["ts"]
 
 

@@ -93,6 +93,24 @@ def test_answer_blocks_have_sections_note_sources_and_feedback() -> None:
     assert blocks[-1]["type"] == "actions" and {e["value"] for e in blocks[-1]["elements"]} == {"abc"}
 
 
+def test_sources_the_answer_cites_come_first_with_their_numbers() -> None:
+    hits = [hit(path=f"m{i}.py", title=f"m{i}.py", url=None) for i in range(1, 5)]
+    text = formatting.sources_text(hits, answer_text="Done in m3 [3], called from m1 [1][3].")
+    lines = text.splitlines()[1:]
+    assert [line.split(" ")[0] for line in lines] == ["[3]", "[1]", "[2]", "[4]"]
+    assert "[3] `m3.py:10-42`" in lines[0]
+
+
+def test_a_not_found_answer_shows_its_nearest_passages_as_closest_matches() -> None:
+    answer = Answer("The indexed sources (code) don't cover this question.", "extractive", [hit()], found=False)
+    blocks = formatting.answer_blocks(answer, answer_id="abc")
+    assert blocks[0]["text"]["text"].startswith("The indexed sources (code) don't cover")
+    contexts = [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
+    assert contexts and contexts[-1].startswith("*Closest matches*")
+    assert "rag/ingest.py:10-42" in contexts[-1]
+    assert not any("*Sources*" in b["text"]["text"] for b in blocks if b["type"] == "section")
+
+
 def test_paginate_keeps_at_most_fifty_blocks_per_message() -> None:
     blocks = [{"type": "divider"}] * 120
     pages = formatting.paginate(blocks)
