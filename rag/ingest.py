@@ -19,7 +19,7 @@ from rag.chunking import LineChunker, SyntaxChunker
 from rag.config import Settings, SourceName
 from rag.embedding import Embedder, EmbedderPool
 from rag.errors import ConfigError, IngestCancelled, ModelError, RagError, StoreError
-from rag.lexical import LexicalIndexes, bump_generation
+from rag.lexical import LexicalIndexes, logged_change
 from rag.locking import IngestLock
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
@@ -213,12 +213,13 @@ class Ingestor:
         collection: Collection, states: dict[str, DocumentState], listed: set[str], report: IngestReport
     ) -> None:
         """Delete the chunks of documents the source no longer lists."""
-        for doc_id, state in states.items():
-            if doc_id not in listed:
-                collection.delete_ids(state.ids)
-                report.documents_deleted += 1
-        if report.documents_deleted:
-            bump_generation(collection)  # every process's BM25 index is stale now
+        gone = [doc_id for doc_id in states if doc_id not in listed]
+        if not gone:
+            return
+        ids = [i for doc_id in gone for i in states[doc_id].ids]
+        with logged_change(collection, ids):  # every process's BM25 index follows these ids
+            collection.delete_ids(ids)
+        report.documents_deleted += len(gone)
 
     def _prepare(self, doc: Document, chunker: LineChunker, previous: DocumentState | None) -> _Pending:
         text, redactions = redact(doc.text)
@@ -238,7 +239,7 @@ class Ingestor:
         chunks = [c for p in pending for c in p.chunks]
         vectors = embedder.embed_documents([c.embed_text for c in chunks])
         extras = [p.extra for p in pending for _ in p.chunks]
-        collection.upsert(chunks, vectors, extras)
+        written = [chunk_id(c.source, c.doc_id, c.index) for c in chunks]
         stale: list[str] = []
         for p in pending:
             new_ids = {chunk_id(c.source, c.doc_id, c.index) for c in p.chunks}
@@ -249,11 +250,12 @@ class Ingestor:
                 report.documents_updated += 1
             else:
                 report.documents_added += 1
-        collection.delete_ids(stale)
+        # The change log is written before and after each write, so a cancelled or crashed
+        # run still leaves every process's BM25 index (bots on other hosts too) able to follow.
+        with logged_change(collection, written + stale):
+            collection.upsert(chunks, vectors, extras)
+            collection.delete_ids(stale)
         report.chunks_embedded += len(chunks)
-        # Bumped after every write, not once at the end, so a cancelled or crashed run still
-        # marks the BM25 indexes of every process (bots on other hosts too) as stale.
-        bump_generation(collection)
 
 
 def resolve_targets(settings: Settings, target: str) -> list[SourceName]:
