@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     trust_remote_code: bool = Field(False, alias="RAGBOT_TRUST_REMOTE_CODE")
     # Dynamic int8 Linear layers: ~2x faster embedding on CPU, Pass@5 within 0.1 (docs/retrieval.md).
     emb_int8: bool = Field(True, alias="RAGBOT_EMB_INT8")
+    # Where the model runs: auto = CUDA (float16, large batches) when torch sees a GPU, else CPU.
+    ragbot_device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", alias="RAGBOT_DEVICE")
     chunk_size: int | None = Field(None, alias="CHUNK_SIZE", ge=16, le=8192)
     chunk_overlap: int | None = Field(None, alias="CHUNK_OVERLAP", ge=0, le=4096)
 
@@ -81,7 +83,7 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("log_level", "ragbot_scheduler", "log_format", mode="before")
+    @field_validator("log_level", "ragbot_scheduler", "log_format", "ragbot_device", mode="before")
     @classmethod
     def _normalise_case(cls, value: object) -> object:
         if isinstance(value, str):
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
             return None
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("emb_int8", "trust_remote_code", mode="before")
+    @field_validator("emb_int8", "trust_remote_code", "ragbot_device", mode="before")
     @classmethod
     def _blank_bool_is_default(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str) and not value.strip():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from rag.errors import ConfigError, IngestCancelled, ModelError, RagError, Store
 from rag.lexical import LexicalIndexes, logged_change
 from rag.locking import IngestLock
 from rag.models import Chunk, Document, IngestReport
+from rag.pipeline import prefetch
 from rag.secrets import redact
 from rag.sources import build_source
 from rag.sources.base import DocumentRef, LoadFailure, Source
@@ -31,6 +32,8 @@ from rag.store import Collection, DocumentState, VectorStore, chunk_id
 log = logging.getLogger(__name__)
 
 FLUSH_CHUNKS = 512
+#: Documents read and chunked ahead of the embedding (bounds the memory they hold).
+PREFETCH_DOCUMENTS = 64
 
 #: progress(source, documents_done, documents_to_process)
 Progress = Callable[[str, int, int], None]
@@ -80,6 +83,8 @@ class Ingestor:
         self.embedders = embedders
         self.source_factory = source_factory
         self.state = StateDB(settings.ragbot_data_dir)
+        #: Chunk the next documents in a worker thread while the model embeds (benchmarks turn it off).
+        self.overlap = True
         self._cancelled = threading.Event()
 
     def cancel(self) -> None:
@@ -179,18 +184,27 @@ class Ingestor:
             else:
                 to_load.append(ref)
 
+        def prepared() -> Iterator[_Pending | LoadFailure]:
+            for item in source.load(to_load):
+                if isinstance(item, LoadFailure):
+                    yield item
+                    continue
+                try:
+                    yield self._prepare(item, chunker, states.get(item.doc_id))
+                except Exception as e:  # one bad document must not stop the run
+                    log.warning("cannot chunk %s: %s", item.doc_id, e, exc_info=True)
+                    yield LoadFailure(item.doc_id, f"{type(e).__name__}: {e}")
+
+        # Reading, redacting and chunking the next documents overlaps the model's forward passes.
+        items = prefetch(prepared(), depth=PREFETCH_DOCUMENTS) if self.overlap else prepared()
         pending: list[_Pending] = []
-        for done, item in enumerate(source.load(to_load), start=1):
+        for done, item in enumerate(items, start=1):
             self._check_cancelled()
             if isinstance(item, LoadFailure):
                 report.errors.append({"document": item.doc_id, "error": item.error})
                 log.warning("%s: %s", item.doc_id, item.error)
             else:
-                try:
-                    pending.append(self._prepare(item, chunker, states.get(item.doc_id)))
-                except Exception as e:  # one bad document must not stop the run
-                    report.errors.append({"document": item.doc_id, "error": f"{type(e).__name__}: {e}"})
-                    log.warning("cannot chunk %s: %s", item.doc_id, e, exc_info=True)
+                pending.append(item)
             if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
                 self._flush(pending, embedder, collection, report)
                 pending = []
@@ -218,8 +232,9 @@ class Ingestor:
             return
         ids = [i for doc_id in gone for i in states[doc_id].ids]
         with logged_change(collection, ids):  # every process's BM25 index follows these ids
-            collection.delete_ids(ids)
-        report.documents_deleted += len(gone)
+            for doc_id in gone:
+                collection.delete_ids(states[doc_id].ids)
+                report.documents_deleted += 1
 
     def _prepare(self, doc: Document, chunker: LineChunker, previous: DocumentState | None) -> _Pending:
         text, redactions = redact(doc.text)

@@ -10,7 +10,6 @@ rebuilding, and rebuilds only when the log cannot take it from its generation to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -95,18 +94,21 @@ def collection_stamp(collection: Collection) -> str:
 # ----- the change log ------------------------------------------------------------------------
 #
 # Every write to a collection is wrapped by `logged_change`: an *intent* entry naming the ids
-# about to change, then the write, then a *commit* entry naming them again. Each entry gets a
-# new generation, linked to the one before it, and is written to the log before the generation
-# is set on the collection. A reader whose index is at generation G walks back from the current
-# generation to G and re-reads only the ids on that path (plus G's own, in case G's write was
-# still under way when it read them). A crash anywhere leaves the last generation an intent
+# about to change, then the write, then a *commit* entry for the same ids. Each entry gets a
+# new generation, linked to the one before it, and is stored in the collection's metadata in
+# the same update that sets the generation (so every host that sees a generation sees its
+# entry). A reader whose index is at generation G walks back from the current generation to G
+# and re-reads only the ids on that path (plus G's own when G was an intent, in case its write
+# was still under way when it read them). A crash anywhere leaves the last generation an intent
 # whose ids the next query re-reads, so a half-finished write is repaired; a reader that cannot
 # find its generation in the (bounded) log rebuilds from the whole collection.
 
 INTENT, COMMIT = "intent", "commit"
-#: Ids kept in the log, all entries together; older entries are dropped beyond it.
-MAX_LOG_IDS = 50_000
-_LOG_KEY = "entries"
+LOG_KEY = "lexical_log"
+#: Ids kept in the log, all entries together (older entries are dropped beyond it). The log is
+#: read with the generation at every query, so it stays small: ~40 bytes an id.
+MAX_LOG_IDS = 10_000
+_SAME = "="  # a commit entry's ids: those of the intent it follows
 
 
 @dataclass(frozen=True)
@@ -117,59 +119,63 @@ class Change:
     ids: tuple[str, ...] | None  # None: unknown or too many, readers rebuild
 
 
-def _log_name(collection: Collection) -> str:
-    # Not under the "ragbot-" prefix: it holds no chunks and is no source's collection.
-    return "lexlog-" + hashlib.sha256(collection.name.encode()).hexdigest()[:24]
-
-
-def _log_raw(collection: Collection) -> Any:
-    client = collection.client
-    if client is None:
-        return None
-    return client.get_or_create_collection(
-        name=_log_name(collection), embedding_function=None, metadata={"log_of": collection.name}
-    )
+def parse_log(metadata: dict[str, Any]) -> list[Change]:
+    try:
+        entries = json.loads(str(metadata.get(LOG_KEY) or "[]"))
+    except ValueError:
+        return []
+    changes: list[Change] = []
+    by_generation: dict[str, Change] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            generation, previous, kind, raw = entry
+        except (TypeError, ValueError):
+            continue
+        if raw == _SAME:
+            before = by_generation.get(previous)
+            ids = before.ids if before is not None else None
+        else:
+            ids = tuple(raw) if isinstance(raw, list) else None
+        change = Change(str(generation), str(previous), str(kind), ids)
+        changes.append(change)
+        by_generation[change.generation] = change
+    return changes
 
 
 def read_log(collection: Collection) -> list[Change]:
-    raw = _log_raw(collection)
-    if raw is None:
-        return []
-    meta = (collection.client.get_collection(name=raw.name, embedding_function=None).metadata) or {}
-    try:
-        entries = json.loads(str(meta.get(_LOG_KEY) or "[]"))
-        return [Change(g, p, k, tuple(ids) if ids is not None else None) for g, p, k, ids in entries]
-    except (ValueError, TypeError):
-        return []
+    return parse_log(collection.metadata())
+
+
+def _serialise(changes: list[Change]) -> str:
+    data: list[list[Any]] = []
+    previous: Change | None = None
+    for c in changes:
+        same = previous is not None and c.previous == previous.generation and c.ids == previous.ids
+        ids: Any = _SAME if same and c.ids is not None else (list(c.ids) if c.ids is not None else None)
+        data.append([c.generation, c.previous, c.kind, ids])
+        previous = c
+    return json.dumps(data, separators=(",", ":"))
 
 
 def record_change(collection: Collection, ids: Sequence[str] | None, *, kind: str = COMMIT) -> str:
-    """Log a change of `ids` (None: of anything) under a new generation, then publish it."""
-    previous = str(collection.metadata().get(GENERATION_KEY, ""))
+    """Log a change of `ids` (None: of anything) under a new generation, in one metadata update."""
+    metadata = collection.metadata()
+    previous = str(metadata.get(GENERATION_KEY, ""))
     generation = uuid.uuid4().hex
-    raw = _log_raw(collection)
-    if raw is not None:
-        unique = list(dict.fromkeys(ids)) if ids is not None else None
-        entries = [*read_log(collection), Change(generation, previous, kind, None)]
-        entries[-1] = Change(
-            generation,
-            previous,
-            kind,
-            tuple(unique) if unique is not None and len(unique) <= MAX_LOG_IDS else None,
-        )
-        total = 0
-        kept: list[Change] = []
-        for entry in reversed(entries):
-            total += len(entry.ids or ())
-            if kept and total > MAX_LOG_IDS:
-                break
-            kept.append(entry)
-        data = [
-            [e.generation, e.previous, e.kind, list(e.ids) if e.ids is not None else None]
-            for e in reversed(kept)
-        ]
-        raw.modify(metadata={"log_of": collection.name, _LOG_KEY: json.dumps(data, separators=(",", ":"))})
-    collection.set_metadata({GENERATION_KEY: generation})
+    unique = tuple(dict.fromkeys(ids)) if ids is not None else None
+    if unique is not None and len(unique) > MAX_LOG_IDS:
+        unique = None
+    entries = [*parse_log(metadata), Change(generation, previous, kind, unique)]
+    kept: list[Change] = []
+    total = 0
+    for i, entry in enumerate(reversed(entries)):
+        # A commit repeating its intent's ids costs nothing in the serialised log.
+        repeats = i > 0 and kept[-1].previous == entry.generation and kept[-1].ids == entry.ids
+        total += 0 if repeats else len(entry.ids or ())
+        if kept and total > MAX_LOG_IDS:
+            break
+        kept.append(entry)
+    collection.set_metadata({GENERATION_KEY: generation, LOG_KEY: _serialise(list(reversed(kept)))})
     return generation
 
 
@@ -225,6 +231,7 @@ class LexicalIndex:
         self._pending = False  # built at an intent: the write may still have been under way
         self._lock = threading.Lock()
         self._loaded = False
+        self._unsaved = 0  # changed ids applied since the index was last written to disk
 
     @property
     def stamp(self) -> str | None:
@@ -237,7 +244,8 @@ class LexicalIndex:
 
     def ensure_fresh(self, collection: Collection) -> bool:
         """Follow the collection: apply its logged changes, or rebuild; returns whether it changed."""
-        generation = str(collection.metadata().get(GENERATION_KEY, ""))
+        metadata = collection.metadata()
+        generation = str(metadata.get(GENERATION_KEY, ""))
         count = collection.count()
         if self._is_current(generation, count):
             return False
@@ -247,8 +255,9 @@ class LexicalIndex:
                 self._load()
             if self._is_current(generation, count):
                 return False
-            if self._index is None or not self._apply_log(collection, generation):
-                self.rebuild(collection, generation=generation)
+            changes = parse_log(metadata)
+            if self._index is None or not self._apply_log(collection, changes, generation):
+                self.rebuild(collection, generation=generation, changes=changes)
         return True
 
     def _is_current(self, generation: str, count: int) -> bool:
@@ -259,9 +268,9 @@ class LexicalIndex:
             and self._count == count
         )
 
-    def _apply_log(self, collection: Collection, generation: str) -> bool:
+    def _apply_log(self, collection: Collection, changes: list[Change], generation: str) -> bool:
         assert self._index is not None
-        changed, pending = changes_since(read_log(collection), self._generation, generation)
+        changed, pending = changes_since(changes, self._generation, generation)
         if changed is None:
             return False
         self._apply(collection, sorted(changed))
@@ -271,7 +280,11 @@ class LexicalIndex:
             log.info("BM25 index of %s disagrees with the collection; rebuilding", collection.name)
             return False
         self._generation, self._count, self._pending = generation, count, pending
-        self._save()
+        self._unsaved += len(changed)
+        if self._unsaved >= SAVE_AFTER_IDS and not pending:
+            # Writing the whole index costs about as much as loading it: not on every question.
+            # A restarted process loads the older copy and follows the log from there.
+            self._save()
         log.info("BM25 index of %s: %d changed chunk(s) applied", collection.name, len(changed))
         return True
 
@@ -289,10 +302,14 @@ class LexicalIndex:
             sources=[source_name_of(r.metadata) for r in records],
         )
 
-    def rebuild(self, collection: Collection, *, generation: str | None = None) -> None:
-        """Read every record of the collection and index it; unchanged chunks reuse their tokens."""
-        if generation is None:
-            generation = str(collection.metadata().get(GENERATION_KEY, ""))
+    def rebuild(
+        self, collection: Collection, *, generation: str | None = None, changes: list[Change] | None = None
+    ) -> None:
+        """Read every record of the collection and index it."""
+        if generation is None or changes is None:
+            metadata = collection.metadata()
+            generation = str(metadata.get(GENERATION_KEY, ""))
+            changes = parse_log(metadata)
         by_id: dict[str, Record] = {}
         for record in collection.iter_records(include_documents=True):
             by_id[record.id] = record
@@ -304,8 +321,7 @@ class LexicalIndex:
             hashes=[str(r.metadata.get("chunk_hash") or "") for r in records],
             sources=[source_name_of(r.metadata) for r in records],
         )
-        log_entries = read_log(collection)
-        latest = next((e for e in log_entries if e.generation == generation), None)
+        latest = next((e for e in changes if e.generation == generation), None)
         self._index = index
         self._generation = generation
         self._count = len(records)
@@ -352,6 +368,7 @@ class LexicalIndex:
             "pending": self._pending,
         }
         self._index.save(self.directory, header)
+        self._unsaved = 0
 
     def _load(self) -> None:
         assert self.directory is not None
@@ -368,6 +385,9 @@ class LexicalIndex:
 
 
 _GET_PAGE = 500
+#: Saved again once this many changed ids were applied: well inside the log, so a restarted
+#: process finds its saved generation there.
+SAVE_AFTER_IDS = MAX_LOG_IDS // 4
 
 
 def _record_text(record: Record) -> str:
