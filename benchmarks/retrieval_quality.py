@@ -33,7 +33,8 @@ DEPTH = 50
 
 
 def cached_vectors(embedder, texts: list[str], kind: str) -> np.ndarray:
-    variant = embedder.name + (":int8" if getattr(embedder, "quantize", False) else "") + kind
+    scheme = getattr(embedder, "variant", "")  # "int8pc", "fp16", "": cached vectors are per scheme
+    variant = embedder.name + (f":{scheme}" if scheme else "") + kind
     key = hashlib.sha256((variant + "\0".join(texts)).encode()).hexdigest()[:16]
     path = CACHE / f"{key}.npy"
     if path.exists():
@@ -60,7 +61,9 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--no-headers", action="store_true")
-    parser.add_argument("--int8", action="store_true", help="dynamic int8 quantisation of Linear layers")
+    parser.add_argument(
+        "--int8", action="store_true", help="the default int8 scheme (rag.embedding.quantize_linear)"
+    )
     args = parser.parse_args()
     dataset = load_dataset(DATA)
     pool = EmbedderPool(lambda model: TransformersEmbedder(model, quantize=args.int8))

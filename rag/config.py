@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     trust_remote_code: bool = Field(False, alias="RAGBOT_TRUST_REMOTE_CODE")
     # Dynamic int8 Linear layers: ~2x faster embedding on CPU, Pass@5 within 0.1 (docs/retrieval.md).
     emb_int8: bool = Field(True, alias="RAGBOT_EMB_INT8")
+    # Where the model runs: auto = CUDA (float16, large batches) when torch sees a GPU, else CPU.
+    ragbot_device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", alias="RAGBOT_DEVICE")
     chunk_size: int | None = Field(None, alias="CHUNK_SIZE", ge=16, le=8192)
     chunk_overlap: int | None = Field(None, alias="CHUNK_OVERLAP", ge=0, le=4096)
 
@@ -93,7 +95,9 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
-    @field_validator("log_level", "ragbot_scheduler", "log_format", "slack_shared_channels", mode="before")
+    @field_validator(
+        "log_level", "ragbot_scheduler", "log_format", "slack_shared_channels", "ragbot_device", mode="before"
+    )
     @classmethod
     def _normalise_case(cls, value: object) -> object:
         if isinstance(value, str):
@@ -139,6 +143,7 @@ class Settings(BaseSettings):
         "ragbot_liveness_grace_seconds",
         "ragbot_retention_days",
         "slack_allow_external_users",
+        "ragbot_device",
         mode="before",
     )
     @classmethod

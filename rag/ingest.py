@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,9 +19,10 @@ from rag.chunking import LineChunker, SyntaxChunker
 from rag.config import KINDS, Settings
 from rag.embedding import Embedder, EmbedderPool
 from rag.errors import ConfigError, IngestCancelled, ModelError, RagError, StoreError
-from rag.lexical import LexicalIndexes, bump_generation
+from rag.lexical import LexicalIndexes, logged_change
 from rag.locking import IngestLock
 from rag.models import Chunk, Document, IngestReport
+from rag.pipeline import prefetch
 from rag.secrets import redact
 from rag.sources.base import DocumentRef, LoadFailure, Source
 from rag.sources.registry import SourceRegistry, SourceSpec
@@ -31,6 +32,8 @@ from rag.store import Collection, DocumentState, VectorStore, chunk_id
 log = logging.getLogger(__name__)
 
 FLUSH_CHUNKS = 512
+#: Documents read and chunked ahead of the embedding (bounds the memory they hold).
+PREFETCH_DOCUMENTS = 64
 
 #: progress(source, documents_done, documents_to_process)
 Progress = Callable[[str, int, int], None]
@@ -84,6 +87,8 @@ class Ingestor:
             lambda settings, spec: self.registry.build(spec, settings)
         )
         self.state = StateDB(settings.ragbot_data_dir)
+        #: Chunk the next documents in a worker thread while the model embeds (benchmarks turn it off).
+        self.overlap = True
         self._cancelled = threading.Event()
 
     def cancel(self) -> None:
@@ -159,11 +164,11 @@ class Ingestor:
                 t0 = time.monotonic()
                 report = IngestReport(source=kind, source_name=name, removed=True)
                 states = collection.document_states(name)
-                for state in states.values():
-                    collection.delete_ids(state.ids)
+                with logged_change(collection, [i for state in states.values() for i in state.ids]):
+                    for state in states.values():
+                        collection.delete_ids(state.ids)
                 report.documents_deleted = len(states)
                 collection.forget_source(name)
-                bump_generation(collection)
                 report.seconds = time.monotonic() - t0
                 log.info("source %s is no longer configured: %d document(s) deleted", name, len(states))
                 reports.append(report)
@@ -223,18 +228,27 @@ class Ingestor:
             else:
                 to_load.append(ref)
 
+        def prepared() -> Iterator[_Pending | LoadFailure]:
+            for item in source.load(to_load):
+                if isinstance(item, LoadFailure):
+                    yield item
+                    continue
+                try:
+                    yield self._prepare(item, name, chunker, states.get(item.doc_id))
+                except Exception as e:  # one bad document must not stop the run
+                    log.warning("cannot chunk %s: %s", item.doc_id, e, exc_info=True)
+                    yield LoadFailure(item.doc_id, f"{type(e).__name__}: {e}")
+
+        # Reading, redacting and chunking the next documents overlaps the model's forward passes.
+        items = prefetch(prepared(), depth=PREFETCH_DOCUMENTS) if self.overlap else prepared()
         pending: list[_Pending] = []
-        for done, item in enumerate(source.load(to_load), start=1):
+        for done, item in enumerate(items, start=1):
             self._check_cancelled()
             if isinstance(item, LoadFailure):
                 report.errors.append({"document": item.doc_id, "error": item.error})
                 log.warning("%s: %s", item.doc_id, item.error)
             else:
-                try:
-                    pending.append(self._prepare(item, name, chunker, states.get(item.doc_id)))
-                except Exception as e:  # one bad document must not stop the run
-                    report.errors.append({"document": item.doc_id, "error": f"{type(e).__name__}: {e}"})
-                    log.warning("cannot chunk %s: %s", item.doc_id, e, exc_info=True)
+                pending.append(item)
             if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
                 self._flush(pending, embedder, collection, report)
                 pending = []
@@ -257,12 +271,14 @@ class Ingestor:
         collection: Collection, states: dict[str, DocumentState], listed: set[str], report: IngestReport
     ) -> None:
         """Delete the chunks of documents the source no longer lists."""
-        for doc_id, state in states.items():
-            if doc_id not in listed:
-                collection.delete_ids(state.ids)
+        gone = [doc_id for doc_id in states if doc_id not in listed]
+        if not gone:
+            return
+        ids = [i for doc_id in gone for i in states[doc_id].ids]
+        with logged_change(collection, ids):  # every process's BM25 index follows these ids
+            for doc_id in gone:
+                collection.delete_ids(states[doc_id].ids)
                 report.documents_deleted += 1
-        if report.documents_deleted:
-            bump_generation(collection)  # every process's BM25 index is stale now
 
     def _prepare(
         self, doc: Document, source_name: str, chunker: LineChunker, previous: DocumentState | None
@@ -284,7 +300,7 @@ class Ingestor:
         chunks = [c for p in pending for c in p.chunks]
         vectors = embedder.embed_documents([c.embed_text for c in chunks])
         extras = [p.extra for p in pending for _ in p.chunks]
-        collection.upsert(chunks, vectors, extras)
+        written = [chunk_id(c.source_name, c.doc_id, c.index) for c in chunks]
         stale: list[str] = []
         for p in pending:
             new_ids = {chunk_id(c.source_name, c.doc_id, c.index) for c in p.chunks}
@@ -295,11 +311,12 @@ class Ingestor:
                 report.documents_updated += 1
             else:
                 report.documents_added += 1
-        collection.delete_ids(stale)
+        # The change log is written before and after each write, so a cancelled or crashed
+        # run still leaves every process's BM25 index (bots on other hosts too) able to follow.
+        with logged_change(collection, written + stale):
+            collection.upsert(chunks, vectors, extras)
+            collection.delete_ids(stale)
         report.chunks_embedded += len(chunks)
-        # Bumped after every write, not once at the end, so a cancelled or crashed run still
-        # marks the BM25 indexes of every process (bots on other hosts too) as stale.
-        bump_generation(collection)
 
 
 def resolve_targets(registry: SourceRegistry, targets: Sequence[str]) -> list[SourceSpec]:

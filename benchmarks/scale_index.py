@@ -1,0 +1,343 @@
+"""An index of 200k chunks: BM25 after a 1% ingest, memory, retrieval latency; unchanged re-ingest.
+
+Chunks are real code: runs of 12 consecutive lines of the Python files installed on this
+machine (standard library and site-packages), cycled with distinct ids when there are too
+few. Vectors come from the hash embedder in tests/fakes/ (the model is not the subject here;
+the bundled model's query embedding costs are in docs/retrieval.md).
+
+    PYTHONPATH=. python benchmarks/scale_index.py --chunks 200000 [--server] [--reingest-files 5000]
+
+Steps (each prints one JSON line):
+1. build: write the chunks into embedded Chroma (or a `chroma run` server) through the same
+   logged writes as ingest; a "bot" process builds its BM25 index (full rebuild, timed).
+2. delta: another process changes 1% of the chunks (a logged upsert); the bot process, still
+   running, answers its next question (timed: BM25 follows the log + dense + BM25 search), and
+   a freshly started process with the bot's saved index answers one too (timed, incl. loading).
+3. latency: retrieval p50/p95 over 50 questions in the bot process; its resident memory.
+4. reingest (--reingest-files N): a git repo of N real files, ingested (hash embedder), then
+   ingested again unchanged; the ratio of the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+LINES_PER_CHUNK = 12
+DIMS = 384
+QUESTIONS = [
+    "how is the connection pool closed",
+    "parse the configuration file",
+    "retry the request after a timeout",
+    "where is the cache invalidated",
+    "encode the response as json",
+    "read the file in binary mode",
+    "raise an error when the key is missing",
+    "compute the checksum of the data",
+    "start a thread for the worker",
+    "sort the items by their key",
+]
+
+
+def code_files(limit: int | None = None) -> list[Path]:
+    roots = [Path(sys.prefix).parent / "lib", Path("/usr/lib/python3.11")]
+    seen: list[Path] = []
+    for root in [Path(p) for p in sys.path if p.endswith("site-packages")] + roots:
+        if root.is_dir():
+            seen += sorted(p for p in root.rglob("*.py") if p.is_file())
+        if limit and len(seen) >= limit:
+            break
+    unique = list(dict.fromkeys(seen))
+    return unique[:limit] if limit else unique
+
+
+def code_chunks(n: int) -> list[tuple[str, str]]:
+    """(doc path, text) pairs of LINES_PER_CHUNK real code lines, n of them."""
+    out: list[tuple[str, str]] = []
+    cycle = 0
+    while len(out) < n:
+        for path in code_files():
+            try:
+                lines = path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            for start in range(0, len(lines), LINES_PER_CHUNK):
+                text = "\n".join(lines[start : start + LINES_PER_CHUNK]).strip()
+                if len(text) > 40:
+                    out.append((f"{cycle}{path}:{start}", text))
+                    if len(out) >= n:
+                        return out
+        cycle += 1
+    return out
+
+
+def settings_for(work: Path, server_port: int | None, name: str):  # type: ignore[no-untyped-def]
+    from rag.config import Settings
+
+    extra = {"chroma_host": "127.0.0.1", "chroma_port": server_port} if server_port else {}
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        chroma_db_dir=work / "chroma",
+        ragbot_data_dir=work / name,
+        code_repo_path=work / "repo",
+        **extra,
+    )
+
+
+def hash_pool():  # type: ignore[no-untyped-def]
+    from rag.embedding import EmbedderPool
+    from tests.fakes.hash_embedder import HashEmbedder
+
+    embedder = HashEmbedder(DIMS)
+    return EmbedderPool(lambda model: embedder)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_chunks(settings, pairs: list[tuple[str, str]], *, batch: int = 4000) -> float:  # type: ignore[no-untyped-def]
+    """Upsert chunks the way ingest does (logged writes), hash-embedded."""
+    from rag.lexical import logged_change
+    from rag.models import Chunk
+    from rag.store import VectorStore, chunk_id
+
+    embedder = hash_pool().get(None)
+    collection = VectorStore(settings).collection("code", embedder.key)
+    t0 = time.perf_counter()
+    for start in range(0, len(pairs), batch):
+        part = pairs[start : start + batch]
+        chunks = [
+            Chunk(
+                source="code",
+                doc_id=doc,
+                index=0,
+                text=text,
+                embed_text=text,
+                title=doc,
+                url=None,
+                path=doc,
+                start_line=1,
+                end_line=LINES_PER_CHUNK,
+            )
+            for doc, text in part
+        ]
+        vectors = embedder.embed_batch([c.text for c in chunks])
+        ids = [chunk_id(c.source, c.doc_id, c.index) for c in chunks]
+        with logged_change(collection, ids):
+            collection.upsert(chunks, vectors, [{"doc_fingerprint": "x", "doc_chunks": 1}] * len(chunks))
+    return time.perf_counter() - t0
+
+
+def bot_process(work: Path, port: int | None, questions: int, marker: Path | None) -> None:
+    """A long-running bot: builds/loads BM25, answers, waits for the delta, answers again."""
+    from rag.retrieval import Retriever
+    from rag.store import VectorStore
+
+    settings = settings_for(work, port, "bot")
+    pool = hash_pool()
+    retriever = Retriever(settings, store=VectorStore(settings), embedders=pool)
+    t0 = time.perf_counter()
+    retriever.search(QUESTIONS[0], top_k=5, source="code")
+    first = time.perf_counter() - t0
+    report: dict[str, object] = {
+        "step": "bot-start",
+        "first_question_s": round(first, 2),
+        "rss_mb": round(rss_mb()),
+    }
+    print(json.dumps(report), flush=True)
+    if marker is not None:  # wait for the other process's 1% ingest
+        ready = marker.with_suffix(".ready")
+        ready.write_text("1")
+        while not marker.exists():
+            time.sleep(0.2)
+        t0 = time.perf_counter()
+        hits = retriever.search("zqxchanged", top_k=5, source="code")
+        after = time.perf_counter() - t0
+        print(
+            json.dumps(
+                {
+                    "step": "bot-after-1pct-ingest",
+                    "next_question_s": round(after, 2),
+                    "top_hit_is_changed": bool(hits and "zqxchanged" in hits[0].text),
+                }
+            ),
+            flush=True,
+        )
+    if not questions:
+        return
+    times = []
+    for i in range(questions):
+        q = QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" {i}")
+        t0 = time.perf_counter()
+        retriever.search(q, top_k=5, source="code")
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    print(
+        json.dumps(
+            {
+                "step": "latency",
+                "questions": questions,
+                "p50_ms": round(statistics.median(times) * 1000, 1),
+                "p95_ms": round(times[int(len(times) * 0.95) - 1] * 1000, 1),
+                "rss_mb": round(rss_mb()),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        ),
+        flush=True,
+    )
+
+
+def reingest(work: Path, files: int) -> dict[str, object]:
+    from rag.service import RagService
+    from tests.conftest import git
+
+    repo = work / "repo"
+    repo.mkdir(parents=True, exist_ok=True)
+    sources = code_files(files)
+    for i, path in enumerate(sources):
+        target = repo / f"pkg{i // 100}" / f"m{i}_{path.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(path.read_text(errors="replace"))
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "corpus")
+    settings = settings_for(work, None, "reingest")
+    settings = settings.model_copy(update={"chroma_db_dir": work / "reingest-chroma"})
+    service = RagService(settings, embedders=hash_pool())
+    t0 = time.perf_counter()
+    (first,) = service.ingest(["code"])
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    (again,) = service.ingest(["code"])
+    again_s = time.perf_counter() - t0
+    assert first.ok and again.ok and again.chunks_embedded == 0, (first, again)
+    return {
+        "step": "reingest",
+        "files": len(sources),
+        "chunks": first.chunks_embedded,
+        "first_s": round(first_s, 1),
+        "unchanged_s": round(again_s, 1),
+        "ratio": round(again_s / first_s, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=200_000)
+    parser.add_argument("--server", action="store_true", help="a `chroma run` server instead of embedded")
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--reingest-files", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--marker", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    port = args.port or None
+
+    if args.role == "bot":
+        bot_process(args.work, port, args.questions, args.marker)
+        return
+
+    import torch  # noqa: F401 - only for the machine line: the hash embedder does not use it
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="ragbot-scale-"))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded by other work)",
+                "chunks": args.chunks,
+                "store": "chroma run server" if args.server else "embedded Chroma",
+                "work": str(work),
+            }
+        ),
+        flush=True,
+    )
+    if args.reingest_files:
+        print(json.dumps(reingest(work / "re", args.reingest_files)), flush=True)
+    if not args.chunks:
+        return
+
+    server = None
+    if args.server:
+        from tests.servers import ChromaServer
+
+        server = ChromaServer(work / "server-data").start(timeout=120)
+        port = server.port
+    try:
+        pairs = code_chunks(args.chunks)
+        settings = settings_for(work, port, "ingest")
+        seconds = write_chunks(settings, pairs)
+        print(json.dumps({"step": "build", "chunks": len(pairs), "write_s": round(seconds, 1)}), flush=True)
+
+        def bot(marker: Path | None, questions: int) -> subprocess.Popen[str]:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--role",
+                "bot",
+                "--work",
+                str(work),
+                "--questions",
+                str(questions),
+            ]
+            if port:
+                cmd += ["--port", str(port)]
+            if marker:
+                cmd += ["--marker", str(marker)]
+            return subprocess.Popen(
+                cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            )
+
+        # The bot's first start: a full BM25 build from the collection (saved to its data dir).
+        first = bot(None, 0)
+        out, _ = first.communicate()
+        print(out.strip().splitlines()[0], flush=True)
+
+        # A running bot; meanwhile another process changes 1% of the chunks.
+        marker = work / "ingested"
+        running = bot(marker, args.questions)
+        while not marker.with_suffix(".ready").exists():
+            time.sleep(0.2)
+        changed = [(doc, text + "\n# zqxchanged") for doc, text in pairs[::100]]  # 1%, same ids
+        seconds = write_chunks(settings, changed)
+        print(
+            json.dumps({"step": "ingest-1pct", "chunks": len(changed), "write_s": round(seconds, 1)}),
+            flush=True,
+        )
+        marker.write_text("1")
+        out, _ = running.communicate()
+        for line in out.strip().splitlines():
+            print(line, flush=True)
+
+        # A bot (re)started after another 1% ingest: it loads its saved index and applies the delta.
+        more = [(doc, text + "\n# zqxchanged again") for doc, text in pairs[1::100]]
+        write_chunks(settings, more)
+        restarted = bot(None, 0)
+        out, _ = restarted.communicate()
+        line = json.loads(out.strip().splitlines()[0])
+        line["step"] = "new-process-after-1pct-ingest"
+        print(json.dumps(line), flush=True)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
