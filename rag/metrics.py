@@ -46,9 +46,8 @@ _LLM_KIND_BY_NAME = (
 
 
 def answer_found(answer: Answer) -> bool:
-    """Whether the index had the answer: `Answer.found` where it exists, else "some source matched"."""
-    found = getattr(answer, "found", None)
-    return bool(answer.hits) if found is None else bool(found)
+    """Whether the index had the answer: the grounding judgement (`Answer.found`), and some hit."""
+    return bool(answer.found) and bool(answer.hits)
 
 
 def llm_error_kind(note: str | None) -> str | None:
