@@ -9,8 +9,8 @@ import pytest
 
 from bot import formatting
 from bot.dedupe import SeenKeys, event_key, message_key
-from bot.handlers import ingest_summary, status_text
 from bot.memory import AnswerLog, SlackState, ThreadMemory, turns_from_replies
+from bot.reports import ingest_summary, status_text
 from bot.safety import RateLimiter, clip_question, neutralise, neutralise_payload, strip_mentions_of
 from rag.models import Answer, Hit, IngestReport, Turn
 
