@@ -247,45 +247,17 @@ def chat(
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False,
 ) -> None:
-    """Index size per source, last ingest runs, configured sources."""
+    """Every source: kind, location, documents, chunks, last run; the scheduler."""
+    from rag.status_text import status_lines
+
     with edge():
         _, service = settings_and_service()
         data = service.status()
     if as_json:
         emit_json(data)
         return
-    typer.echo(f"store: {data['store']}")
-    typer.echo(f"configured sources: {', '.join(data['configured_sources']) or 'none'}")
-    for name, info in data["sources"].items():
-        last = info["last_run"]
-        when = (
-            f"last run {last['finished_at']} ({'ok' if last['ok'] else 'failed: ' + str(last['error'])})"
-            if last
-            else "never ingested"
-        )
-        where = info["location"] if info["configured"] else "no longer configured (next ingest all prunes it)"
-        typer.echo(
-            f"{name} ({info['kind']}, {where}): {info['documents']} documents, {info['chunks']} chunks, "
-            f"model {info['embedding_model']}; {when}"
-        )
-    if data["ingest_running"]:
-        typer.echo(f"an ingest is running: {data['ingest_running']}")
-    for name, info in data["sources"].items():
-        last = info["last_run"]
-        if last:
-            typer.echo(
-                f"{name} last run: {last['outcome']} ({last['trigger']}), started {last['started_at']}, "
-                f"{last['seconds'] or 0:.1f}s, {last['documents_added']} added, {last['documents_updated']} "
-                f"updated, {last['documents_deleted']} deleted, {last['chunks_embedded']} chunks embedded"
-                + (f", {last['errors']} document error(s)" if last["errors"] else "")
-                + (f"; error: {last['error']}" if last["error"] else "")
-            )
-    sched = data.get("scheduler") or {}
-    if sched.get("running"):
-        next_run = sched["next_run"] or "not planned"
-        typer.echo(f"scheduler: {sched['schedule']} in {sched['where']}; next run {next_run}")
-    else:
-        typer.echo(f"scheduler: not running here ({sched.get('schedule', 'disabled')})")
+    for line in status_lines(data):
+        typer.echo(line)
 
 
 # ----- worker / serve ---------------------------------------------------------------------------
