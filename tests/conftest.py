@@ -155,6 +155,39 @@ def slack() -> Iterator[FakeSlack]:
 
 
 @pytest.fixture
+def hash_bot(make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack) -> Iterator[Any]:
+    """start(**settings) → a running bot (real Bolt over the fake Slack's socket) whose sources are
+    ingested with the hash embedder and whose LLM is the fake one; all stopped at the end."""
+    from bot.app import SlackBot
+    from rag.service import RagService
+    from tests.fakes.hash_embedder import HashEmbedder
+
+    bots: list[SlackBot] = []
+
+    def start(**overrides: Any) -> SlackBot:
+        settings = make_settings(
+            litellm_model="openai/fake",
+            litellm_api_base=fake_llm.url,
+            litellm_api_key="x",
+            slack_bot_token="xoxb-test-token",
+            slack_app_token="xapp-test-token",
+            slack_api_url=slack.api_url,
+            **overrides,
+        )
+        service = RagService(settings, embedders=EmbedderPool(lambda _model: HashEmbedder()))
+        assert all(r.ok for r in service.ingest(["all"]))
+        bot = SlackBot(settings, service, update_interval=0.05, ping_interval=1.0)
+        bot.start()
+        bots.append(bot)
+        return bot
+
+    yield start
+    slack.hang_up()
+    for bot in bots:
+        bot.stop()
+
+
+@pytest.fixture
 def fake() -> Iterator[FakeConfluence]:
     """A fake Confluence REST server (context path /wiki) on 127.0.0.1."""
     server = FakeConfluence().start()

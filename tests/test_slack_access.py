@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +10,7 @@ import pytest
 
 from bot import messages
 from bot.app import SlackBot
-from rag.config import Settings
-from rag.embedding import EmbedderPool
-from rag.service import RagService
 from tests.conftest import git, write_files
-from tests.fakes.hash_embedder import HashEmbedder
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 
@@ -42,9 +38,7 @@ def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
 
 
 @pytest.fixture
-def start_bot(
-    tmp_path: Path, make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack
-) -> Iterator[Callable[..., SlackBot]]:
+def start_bot(tmp_path: Path, hash_bot: Callable[..., SlackBot]) -> Callable[..., SlackBot]:
     """start(**settings) → a running bot over two sources, `backend` and `hr` (CSCOPED sees backend only)."""
     backend, hr = make_repo(tmp_path / "backend", BACKEND), make_repo(tmp_path / "hr", SECRETS)
     sources = tmp_path / "ragbot.toml"
@@ -53,30 +47,7 @@ def start_bot(
         f'[[repository]]\nname = "hr"\npath = "{hr}"\n\n'
         '[[slack.channel]]\nid = "CSCOPED"\nsources = ["backend"]\n'
     )
-    bots: list[SlackBot] = []
-
-    def start(**overrides: Any) -> SlackBot:
-        settings: Settings = make_settings(
-            ragbot_sources_file=sources,
-            litellm_model="openai/fake",
-            litellm_api_base=fake_llm.url,
-            litellm_api_key="x",
-            slack_bot_token="xoxb-test-token",
-            slack_app_token="xapp-test-token",
-            slack_api_url=slack.api_url,
-            **overrides,
-        )
-        service = RagService(settings, embedders=EmbedderPool(lambda _model: HashEmbedder()))
-        assert all(r.ok for r in service.ingest(["all"]))
-        bot = SlackBot(settings, service, update_interval=0.05, ping_interval=1.0)
-        bot.start()
-        bots.append(bot)
-        return bot
-
-    yield start
-    slack.hang_up()
-    for bot in bots:
-        bot.stop()
+    return lambda **overrides: hash_bot(ragbot_sources_file=sources, **overrides)
 
 
 def mention(

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app import SlackBot
-from rag.config import Settings
-from rag.embedding import EmbedderPool
-from rag.service import RagService
-from tests.fakes.hash_embedder import HashEmbedder
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 
@@ -28,33 +24,9 @@ WORDS = " ".join(f"word{i}" for i in range(40))
 
 
 @pytest.fixture
-def start_bot(
-    make_settings: Any, git_repo: Any, fake_llm: FakeLLM, slack: FakeSlack
-) -> Iterator[Callable[[], SlackBot]]:
+def start_bot(git_repo: Any, hash_bot: Callable[..., SlackBot]) -> Callable[[], SlackBot]:
     repo: Path = git_repo(REPO)
-    bots: list[SlackBot] = []
-
-    def start() -> SlackBot:
-        settings: Settings = make_settings(
-            code_repo_path=repo,
-            litellm_model="openai/fake",
-            litellm_api_base=fake_llm.url,
-            litellm_api_key="x",
-            slack_bot_token="xoxb-test-token",
-            slack_app_token="xapp-test-token",
-            slack_api_url=slack.api_url,
-        )
-        service = RagService(settings, embedders=EmbedderPool(lambda _model: HashEmbedder()))
-        assert all(r.ok for r in service.ingest(["all"]))
-        bot = SlackBot(settings, service, update_interval=0.05, ping_interval=1.0)
-        bot.start()
-        bots.append(bot)
-        return bot
-
-    yield start
-    slack.hang_up()
-    for bot in bots:
-        bot.stop()
+    return lambda: hash_bot(code_repo_path=repo)
 
 
 def mention(slack: FakeSlack, channel: str, text: str) -> dict[str, Any]:
