@@ -5,7 +5,12 @@ contextual-code chunks with --dataset) with each variant, after one warm-up batc
 JSON line per variant: chunks/s (median of --runs, variants alternated run by run), and the
 mean and minimum cosine of its vectors to the float32 model's vectors of the same texts.
 
-    PYTHONPATH=. python benchmarks/embedding_speed.py [--runs 3] [--limit 200] [--dataset]
+With --onnx it also times onnxruntime (a dependency of chromadb) on the same texts, batches and
+pooling: the model exported by torch.onnx and quantised by onnxruntime.quantization (float32,
+per-channel int8, per-tensor int8). The export needs the `onnx` package, which ragbot does not
+depend on: `pip install onnx` first.
+
+    PYTHONPATH=. python benchmarks/embedding_speed.py [--runs 3] [--limit 200] [--dataset] [--onnx]
 """
 
 from __future__ import annotations
@@ -58,11 +63,83 @@ def per_channel_all(model: Any) -> Any:
         )
 
 
+class OnnxEmbedder:
+    """onnxruntime over an exported copy of the model; batching and pooling as ragbot's."""
+
+    def __init__(self, path: Path, base: TransformersEmbedder, max_batch: int = 8) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = base._tokenizer
+        self.max_tokens = base.max_tokens
+        self.max_batch = max_batch
+
+    def embed_documents(self, texts: list[str]) -> list[np.ndarray]:
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: list[Any] = [None] * len(texts)
+        for start in range(0, len(order), self.max_batch):
+            batch = order[start : start + self.max_batch]
+            enc = self.tokenizer(
+                [texts[j] for j in batch],
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="np",
+            )
+            feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+            hidden = self.session.run(None, feeds)[0]
+            mask = enc["attention_mask"][..., None].astype(np.float32)
+            vectors = (hidden * mask).sum(1) / mask.sum(1)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            for j, vector in zip(batch, vectors, strict=True):
+                out[j] = vector
+        return out
+
+
+def onnx_models(exact: TransformersEmbedder, directory: Path) -> dict[str, Path]:
+    """The float32 export and its two int8 quantisations (onnxruntime.quantization)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    fp32 = directory / "model.onnx"
+    sample = exact._tokenizer(["def f(): pass", "a longer sample text"], padding=True, return_tensors="pt")
+    dynamic = {"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Encoder(exact._model).eval(),
+            (sample["input_ids"], sample["attention_mask"]),
+            str(fp32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={**dynamic, "last_hidden_state": {0: "b", 1: "s"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    paths = {"onnxruntime float32": fp32}
+    for name, per_channel in (("per-channel", True), ("per-tensor", False)):
+        path = directory / f"model-int8-{name}.onnx"
+        quantize_dynamic(str(fp32), str(path), per_channel=per_channel, weight_type=QuantType.QInt8)
+        paths[f"onnxruntime int8 {name}"] = path
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=200, help="embed N chunks (spread over the set)")
     parser.add_argument("--dataset", action="store_true", help="the contextual-code chunks instead")
+    parser.add_argument("--onnx", action="store_true", help="also onnxruntime (needs `pip install onnx`)")
     args = parser.parse_args()
 
     exact = TransformersEmbedder(device="cpu", quantize=False)
@@ -85,7 +162,7 @@ def main() -> None:
         e.max_batch = max_batch
         return e
 
-    variants = {
+    variants: dict[str, Any] = {
         "float32, batches <= 8": variant(None, 8),
         "float32, batches <= 32": variant(None, 32),
         "int8 per-tensor (before), batches <= 8": variant(per_tensor, 8),
@@ -94,6 +171,14 @@ def main() -> None:
         "int8 per-channel, down-proj float32 (default), batches <= 16": variant(quantize_linear, 16),
         "int8 per-channel, down-proj float32 (default), batches <= 32": variant(quantize_linear, 32),
     }
+    if args.onnx:
+        import logging
+        import tempfile
+
+        logging.getLogger().setLevel(logging.ERROR)  # onnxruntime.quantization's advice lines
+        directory = Path(tempfile.mkdtemp(prefix="ragbot-onnx-"))
+        for name, path in onnx_models(exact, directory).items():
+            variants[f"{name}, batches <= 8"] = OnnxEmbedder(path, exact)
     reference = np.array(exact.embed_documents(texts))
     rates: dict[str, list[float]] = {name: [] for name in variants}
     vectors: dict[str, np.ndarray] = {}

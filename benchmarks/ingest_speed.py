@@ -147,6 +147,7 @@ def main() -> None:
         "CODE_REPO_PATH": str(repo),
     }
 
+    load_before = os.getloadavg()[0]
     sides: dict[str, list[float]] = {"original": [], "ragbot": []}
     if args.overlap:
         sides["ragbot_no_overlap"] = []
@@ -173,7 +174,8 @@ def main() -> None:
 
     med = {side: statistics.median(times) for side, times in sides.items()}
     result = {
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared: other work ran on it)",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "load_average_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "corpus": args.corpus if args.corpus != "python" else f"python ({args.files} files)",
         "chunks": len(texts),
         "runs": args.runs,

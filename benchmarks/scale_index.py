@@ -261,7 +261,8 @@ def main() -> None:
     print(
         json.dumps(
             {
-                "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded by other work)",
+                "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                "load_average": round(os.getloadavg()[0], 2),
                 "chunks": args.chunks,
                 "store": "chroma run server" if args.server else "embedded Chroma",
                 "work": str(work),
