@@ -2,8 +2,9 @@
 
 Chunks are real code: runs of 12 consecutive lines of the Python files installed on this
 machine (standard library and site-packages), cycled with distinct ids when there are too
-few. Vectors come from the hash embedder in tests/fakes/ (the model is not the subject here;
-the bundled model's query embedding costs are in docs/retrieval.md).
+few. Their vectors come from the hash embedder in tests/fakes/ (the model is not the subject
+here); the bot process embeds its questions with the bundled model (int8, as deployed), so its
+latency and memory include the model and torch.
 
     PYTHONPATH=. python benchmarks/scale_index.py --chunks 200000 [--server] [--reingest-files 5000]
 
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,11 +99,18 @@ def settings_for(work: Path, server_port: int | None, name: str):  # type: ignor
     )
 
 
-def hash_pool():  # type: ignore[no-untyped-def]
-    from rag.embedding import EmbedderPool
+def hash_pool(*, model_queries: bool = False):  # type: ignore[no-untyped-def]
+    """Hash vectors for the chunks; with `model_queries`, questions go through the bundled model
+    (same 384 dimensions), so a bot's latency and memory include the real query embedding and
+    torch, as a deployed bot's do (its dense hits are then meaningless; BM25's are not)."""
+    from rag.embedding import EmbedderPool, TransformersEmbedder
     from tests.fakes.hash_embedder import HashEmbedder
 
     embedder = HashEmbedder(DIMS)
+    if model_queries:
+        model = TransformersEmbedder()
+        model.load()
+        embedder.embed_query = model.embed_query  # type: ignore[method-assign]
     return EmbedderPool(lambda model: embedder)
 
 
@@ -151,10 +160,10 @@ def bot_process(work: Path, port: int | None, questions: int, marker: Path | Non
     from rag.store import VectorStore
 
     settings = settings_for(work, port, "bot")
-    pool = hash_pool()
+    pool = hash_pool(model_queries=True)
     retriever = Retriever(settings, store=VectorStore(settings), embedders=pool)
     t0 = time.perf_counter()
-    retriever.search(QUESTIONS[0], top_k=5, source="code")
+    retriever.search(QUESTIONS[0], top_k=5, sources=["code"])
     first = time.perf_counter() - t0
     report: dict[str, object] = {
         "step": "bot-start",
@@ -168,7 +177,7 @@ def bot_process(work: Path, port: int | None, questions: int, marker: Path | Non
         while not marker.exists():
             time.sleep(0.2)
         t0 = time.perf_counter()
-        hits = retriever.search("zqxchanged", top_k=5, source="code")
+        hits = retriever.search("zqxchanged", top_k=5, sources=["code"])
         after = time.perf_counter() - t0
         print(
             json.dumps(
@@ -186,7 +195,7 @@ def bot_process(work: Path, port: int | None, questions: int, marker: Path | Non
     for i in range(questions):
         q = QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" {i}")
         t0 = time.perf_counter()
-        retriever.search(q, top_k=5, source="code")
+        retriever.search(q, top_k=5, sources=["code"])
         times.append(time.perf_counter() - t0)
     times.sort()
     print(
@@ -245,6 +254,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=50)
     parser.add_argument("--reingest-files", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument(
+        "--reuse", action="store_true", help="--work already holds this index (skip the build)"
+    )
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--marker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -284,8 +296,11 @@ def main() -> None:
     try:
         pairs = code_chunks(args.chunks)
         settings = settings_for(work, port, "ingest")
-        seconds = write_chunks(settings, pairs)
-        print(json.dumps({"step": "build", "chunks": len(pairs), "write_s": round(seconds, 1)}), flush=True)
+        if not args.reuse:
+            seconds = write_chunks(settings, pairs)
+            built = {"step": "build", "chunks": len(pairs), "write_s": round(seconds, 1)}
+            print(json.dumps(built), flush=True)
+        shutil.rmtree(work / "bot", ignore_errors=True)  # the first bot start builds BM25 in full
 
         def bot(marker: Path | None, questions: int) -> subprocess.Popen[str]:
             cmd = [
