@@ -53,7 +53,10 @@ class CachedEmbedder(Embedder):
         self.name = inner.name
         self.query_prefix = inner.query_prefix
         self.max_tokens = inner.token_limit()
-        self.path = CACHE / f"vectors-{hashlib.sha256(inner.name.encode()).hexdigest()[:12]}.pkl"
+        #: The precision scheme ("int8pc", "fp16", "" for float32) changes the vectors: own cache.
+        self.variant = str(getattr(inner, "variant", ""))
+        tag = inner.name + (f":{self.variant}" if self.variant else "")
+        self.path = CACHE / f"vectors-{hashlib.sha256(tag.encode()).hexdigest()[:12]}.pkl"
         self.vectors: dict[str, list[float]] = {}
         if self.path.exists():
             self.vectors = pickle.loads(self.path.read_bytes())  # noqa: S301 (our own cache file)

@@ -95,7 +95,8 @@ def metrics(
 
 def cached_pools(lset: LabelledSet, embedder: CachedEmbedder, *, exact: bool = False) -> list[list[Hit]]:
     """Each question's fused pool, cached by the set's chunks and questions (retrieval is the slow part)."""
-    key = content_hash("\0".join([c.embed_text for c in lset.chunks] + [q.query for q in lset.questions]))
+    texts = [c.embed_text for c in lset.chunks] + [q.query for q in lset.questions]
+    key = content_hash("\0".join([embedder.path.name, *texts]))  # the vectors' scheme, too
     path = CACHE / f"pools-{lset.name}{'-exact' if exact else ''}-{key[:12]}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())  # noqa: S301 (our own cache file)
