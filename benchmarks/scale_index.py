@@ -103,13 +103,14 @@ def hash_pool(*, model_queries: bool = False):  # type: ignore[no-untyped-def]
     """Hash vectors for the chunks; with `model_queries`, questions go through the bundled model
     (same 384 dimensions), so a bot's latency and memory include the real query embedding and
     torch, as a deployed bot's do (its dense hits are then meaningless; BM25's are not)."""
-    from rag.embedding import EmbedderPool, TransformersEmbedder
+    from rag.config import Settings
+    from rag.embedding import EmbedderPool, embedder_factory
     from tests.fakes.hash_embedder import HashEmbedder
 
     embedder = HashEmbedder(DIMS)
     if model_queries:
-        model = TransformersEmbedder()
-        model.load()
+        model = embedder_factory(Settings(_env_file=None))(None)  # type: ignore[call-arg]
+        model.load()  # type: ignore[attr-defined]
         embedder.embed_query = model.embed_query  # type: ignore[method-assign]
     return EmbedderPool(lambda model: embedder)
 

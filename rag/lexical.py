@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
+import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from collections.abc import Collection as AbstractCollection
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,8 +225,10 @@ def source_name_of(metadata: dict[str, Any]) -> str:
 class LexicalIndex:
     """BM25 for one collection; `search` returns record ids best first with their BM25 scores."""
 
-    def __init__(self, directory: Path | None) -> None:
+    def __init__(self, directory: Path | None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.directory = directory
+        self._clock = clock
+        self._counted_at = -math.inf  # when the collection's count last matched the index's
         self._index: Bm25Index | None = None
         self._generation = ""
         self._count = -1
@@ -242,12 +246,27 @@ class LexicalIndex:
 
     # ----- freshness ---------------------------------------------------------------------
 
-    def ensure_fresh(self, collection: Collection) -> bool:
-        """Follow the collection: apply its logged changes, or rebuild; returns whether it changed."""
-        metadata = collection.metadata()
+    def ensure_fresh(self, collection: Collection, metadata: dict[str, Any] | None = None) -> bool:
+        """Follow the collection: apply its logged changes, or rebuild; returns whether it changed.
+
+        `metadata`: the collection's, when the caller has just read it. Every logged write shows
+        in the generation at once. The record count, which catches writes that bypassed the log
+        (an older ragbot, a hand edit), costs a scan of the collection, so it is checked at most
+        every COUNT_CHECK_SECONDS while the generation stays the same.
+        """
+        if metadata is None:
+            metadata = collection.metadata()
         generation = str(metadata.get(GENERATION_KEY, ""))
+        if (
+            self._index is not None
+            and not self._pending
+            and self._generation == generation
+            and self._clock() - self._counted_at < COUNT_CHECK_SECONDS
+        ):
+            return False
         count = collection.count()
         if self._is_current(generation, count):
+            self._counted_at = self._clock()
             return False
         with self._lock:
             if self._index is None and not self._loaded and self.directory is not None:
@@ -258,6 +277,7 @@ class LexicalIndex:
             changes = parse_log(metadata)
             if self._index is None or not self._apply_log(collection, changes, generation):
                 self.rebuild(collection, generation=generation, changes=changes)
+            self._counted_at = self._clock()
         return True
 
     def _is_current(self, generation: str, count: int) -> bool:
@@ -391,6 +411,8 @@ class LexicalIndex:
 
 
 _GET_PAGE = 500
+#: How often, at most, a query re-counts the collection to catch writes that bypassed the log.
+COUNT_CHECK_SECONDS = 10.0
 #: Saved again once this many changed ids were applied: well inside the log, so a restarted
 #: process finds its saved generation there.
 SAVE_AFTER_IDS = MAX_LOG_IDS // 4
@@ -403,8 +425,9 @@ def _record_text(record: Record) -> str:
 class LexicalIndexes:
     """One LexicalIndex per collection name, kept under RAGBOT_DATA_DIR/lexical/."""
 
-    def __init__(self, root: Path | None) -> None:
+    def __init__(self, root: Path | None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
+        self._clock = clock
         self._indexes: dict[str, LexicalIndex] = {}
         self._lock = threading.Lock()
 
@@ -412,10 +435,10 @@ class LexicalIndexes:
         with self._lock:
             if collection_name not in self._indexes:
                 directory = self.root / collection_name if self.root is not None else None
-                self._indexes[collection_name] = LexicalIndex(directory)
+                self._indexes[collection_name] = LexicalIndex(directory, clock=self._clock)
             return self._indexes[collection_name]
 
-    def fresh(self, collection: Collection) -> LexicalIndex:
+    def fresh(self, collection: Collection, metadata: dict[str, Any] | None = None) -> LexicalIndex:
         index = self.get(collection.name)
-        index.ensure_fresh(collection)
+        index.ensure_fresh(collection, metadata)
         return index

@@ -114,21 +114,20 @@ class Retriever:
         weights: list[float] = []
         records: dict[str, Record] = {}
         owners: dict[str, Collection] = {}
-        existing = set(self.store.collection_names())
         depth = max(CANDIDATES, top_k * 2)
         for kind in KINDS:
             names = [n for n in wanted if (spec := self.registry.get(n)) is not None and spec.kind == kind]
             if not names:
                 continue
             embedder = self.embedders.get(self.settings.embedding_model_for(kind))
-            if self.store.collection_name(kind, embedder.key) not in existing:
-                continue
             collection = self.store.collection(kind, embedder.key, create=False)
             if collection is None:
                 continue
+            # Read once per query (the handle was just fetched): the source names and BM25's log.
+            metadata = collection.metadata(fresh=False)
             # No filter when the search covers everything the collection holds (the common case):
             # an unfiltered HNSW query is the fastest. Otherwise Chroma filters inside the search.
-            narrowed = not set(collection.source_names()) <= set(names)
+            narrowed = not set(collection.source_names(metadata)) <= set(names)
             where = _where_names(names) if narrowed else None
             if self.dense_weight > 0:
                 found = collection.query(embedder.embed_query(query), k=depth, where=where)
@@ -138,7 +137,7 @@ class Retriever:
                 if evidence is not None:
                     evidence.add_dense([(r.id, r.distance) for r in found])
             if self.lexical_weight > 0:
-                index = self.lexical.fresh(collection)
+                index = self.lexical.fresh(collection, metadata)
                 lexical = index.search(query, depth, source_names=names if narrowed else None)
                 if evidence is not None:
                     evidence.add_lexical(index, query, lexical)

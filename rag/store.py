@@ -86,9 +86,13 @@ class Collection:
     def count(self) -> int:
         return int(self.raw.count())
 
-    def metadata(self) -> dict[str, Any]:
-        """The collection's metadata as stored now (re-read: another process may have changed it)."""
-        raw = self.client.get_collection(name=self.name, embedding_function=None) if self.client else self.raw
+    def metadata(self, *, fresh: bool = True) -> dict[str, Any]:
+        """The collection's metadata as stored now (re-read: another process may have changed it);
+        `fresh=False`: as read when this handle was fetched, for a caller that just fetched it."""
+        if fresh and self.client:
+            raw = self.client.get_collection(name=self.name, embedding_function=None)
+        else:
+            raw = self.raw
         return dict(raw.metadata or {})
 
     def set_metadata(self, values: dict[str, Any]) -> None:
@@ -153,9 +157,10 @@ class Collection:
 
     # ----- the sources a collection holds ---------------------------------------------------
 
-    def source_names(self) -> list[str]:
-        """The names of the sources with records here (as recorded by ingest and migration)."""
-        raw = self.metadata().get(SOURCE_NAMES_KEY)
+    def source_names(self, metadata: dict[str, Any] | None = None) -> list[str]:
+        """The names of the sources with records here (as recorded by ingest and migration), from
+        `metadata` when the caller has just read it."""
+        raw = (metadata if metadata is not None else self.metadata()).get(SOURCE_NAMES_KEY)
         try:
             names = json.loads(raw) if isinstance(raw, str) else []
         except ValueError:
@@ -222,12 +227,13 @@ class Collection:
         return states
 
     def query(self, vector: Sequence[float], k: int, where: dict[str, Any] | None = None) -> list[Record]:
-        n = min(k, self.count())
-        if n <= 0:
+        if k <= 0:
             return []
+        # No count() first: Chroma returns what it has when k exceeds it, and counting costs a
+        # scan of the collection (35 ms at 200k chunks, measured in docs/retrieval.md).
         result = self.raw.query(
             query_embeddings=[list(vector)],
-            n_results=n,
+            n_results=k,
             where=where,
             include=["metadatas", "documents", "distances"],
         )

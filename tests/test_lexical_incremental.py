@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.lexical import (
+    COUNT_CHECK_SECONDS,
     MAX_LOG_IDS,
     LexicalIndex,
     LexicalIndexes,
@@ -174,11 +175,17 @@ def test_an_unlogged_change_or_a_truncated_log_falls_back_to_a_rebuild(
     lines = _code_lines()
     for doc, texts in _docs(lines, 5, 20).items():
         _write(collection, _chunks(doc, texts))
-    bot = LexicalIndexes(tmp_path / "bot")
+    now = [1000.0]
+    bot = LexicalIndexes(tmp_path / "bot", clock=lambda: now[0])
     bot.fresh(collection)
-    # An older writer that changed records without the log: the count gives it away.
+    # An older writer that changed records without the log: the count gives it away, at the
+    # first query once COUNT_CHECK_SECONDS have passed (a count scans the collection, so a
+    # query does not pay for one while the generation stays the same).
     extra = _chunks("unlogged.py", ["def unlogged_helper_function(): pass"])
     collection.upsert(extra, [_vector(c.text) for c in extra], [{}])
+    now[0] += COUNT_CHECK_SECONDS / 2
+    assert bot.get(collection.name).ensure_fresh(collection) is False
+    now[0] += COUNT_CHECK_SECONDS
     assert bot.get(collection.name).ensure_fresh(collection) is True
     assert bot.get(collection.name).search("unlogged helper function", 1)[0][0] == chunk_id(
         "code", "unlogged.py", 0
