@@ -142,18 +142,16 @@ class Collection:
         self, *, include_documents: bool = False, where: dict[str, Any] | None = None
     ) -> Iterator[Record]:
         include = ["metadatas", "documents"] if include_documents else ["metadatas"]
-        offset = 0
-        while True:
-            page = self.raw.get(include=include, limit=PAGE, offset=offset, where=where)
+        # The ids first (one scan, nothing else read), then pages by id: a page by offset costs
+        # Chroma a scan up to the offset, which made reading 92k records take 38 s instead of 11
+        # (docs/retrieval.md). A record deleted in between is simply not in its page.
+        every = list(self.raw.get(include=[], where=where)["ids"])
+        for start in range(0, len(every), PAGE):
+            page = self.raw.get(ids=every[start : start + PAGE], include=include)
             ids = page["ids"]
-            if not ids:
-                return
             docs = page.get("documents") or [""] * len(ids)
             for i, rid in enumerate(ids):
                 yield Record(rid, docs[i] or "", dict(page["metadatas"][i] or {}))
-            if len(ids) < PAGE:
-                return
-            offset += len(ids)
 
     # ----- the sources a collection holds ---------------------------------------------------
 
