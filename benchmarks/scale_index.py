@@ -329,6 +329,8 @@ def main() -> None:
 
         # A running bot; meanwhile another process changes 1% of the chunks.
         marker = work / "ingested"
+        for stale in (marker, marker.with_suffix(".ready")):  # from an earlier run on this --work
+            stale.unlink(missing_ok=True)
         running = bot(marker, args.questions)
         while not marker.with_suffix(".ready").exists():
             time.sleep(0.2)
