@@ -232,7 +232,7 @@ class Indexed:
     def candidates(self, query: str) -> tuple[list[Hit], Evidence]:
         """The fused pool (no prior, no diversity) and the grounding evidence for one query."""
         evidence = Evidence()
-        hits = self.retriever.search(query, top_k=POOL, source="code", evidence=evidence)
+        hits = self.retriever.search(query, top_k=POOL, sources=["code"], evidence=evidence)
         return hits, evidence
 
 

@@ -80,7 +80,7 @@ def main() -> None:
             t0 = time.monotonic()
             retriever.refresh_lexical("code")
             bm25_build_s = time.monotonic() - t0
-            retriever.search("warm-up query", top_k=5, source="code")
+            retriever.search("warm-up query", top_k=5, sources=["code"])
             picked = rng.sample(questions, min(args.queries, len(questions)))
             totals, embeds, cpu = [], [], []
             for q in picked:
@@ -88,7 +88,7 @@ def main() -> None:
                 embedder.embed_batch([q])
                 embeds.append((time.perf_counter() - t0) * 1000)
                 t0, c0 = time.perf_counter(), time.process_time()
-                retriever.search(q + " ", top_k=5, source="code")  # not in the query cache
+                retriever.search(q + " ", top_k=5, sources=["code"])  # not in the query cache
                 totals.append((time.perf_counter() - t0) * 1000)
                 cpu.append((time.process_time() - c0) * 1000)
             print(

@@ -61,18 +61,18 @@ def main() -> None:
         before = Retriever(settings, store=store, embedders=pool, ranking=False)
         after = Retriever(settings, store=store, embedders=pool, lexical=before.lexical)
         before.refresh_lexical("code")
-        before.search("warm-up query", top_k=5, source="code")
-        after.search("warm-up query", top_k=5, source="code", evidence=Evidence())
+        before.search("warm-up query", top_k=5, sources=["code"])
+        after.search("warm-up query", top_k=5, sources=["code"], evidence=Evidence())
 
         def run_before(q: str) -> float:
             t0 = time.perf_counter()
-            before.search(q, top_k=5, source="code")
+            before.search(q, top_k=5, sources=["code"])
             return (time.perf_counter() - t0) * 1000
 
         def run_after(q: str) -> float:
             t0 = time.perf_counter()
             evidence = Evidence()
-            after.search(q, top_k=5, source="code", evidence=evidence)
+            after.search(q, top_k=5, sources=["code"], evidence=evidence)
             judge(evidence)
             return (time.perf_counter() - t0) * 1000
 
