@@ -35,6 +35,7 @@ from rag.lexical import bump_generation
 from rag.models import Chunk, Document, Hit, content_hash
 from rag.ranking import chunk_indexes
 from rag.retrieval import Retriever
+from rag.sources.registry import RepositorySpec, SourceRegistry
 from rag.sources.repository import language_for
 from rag.store import VectorStore
 
@@ -227,7 +228,9 @@ class Indexed:
         embedder.save()
         collection.upsert(chunks, vectors, [{} for _ in chunks])
         bump_generation(collection)
-        self.retriever = Retriever(settings, store=store, embedders=pool, ranking=False)
+        # One repository source named "code", as `ragbot eval` registers (rag/evaluation.py).
+        registry = SourceRegistry([RepositorySpec(name="code", path=tmp)])
+        self.retriever = Retriever(settings, store=store, embedders=pool, registry=registry, ranking=False)
 
     def candidates(self, query: str) -> tuple[list[Hit], Evidence]:
         """The fused pool (no prior, no diversity) and the grounding evidence for one query."""
