@@ -8,6 +8,7 @@ the tune split. Merged hits count every chunk they contain; "chunks/hit" says ho
 the top 5 carries, so a gain from merging is visible for what it is.
 
     PYTHONPATH=. .venv/bin/python benchmarks/ranking_quality.py [--sets contextual-code,click] [--grid]
+        [--float32]
 """
 
 from __future__ import annotations
@@ -115,8 +116,9 @@ def main() -> None:
     parser.add_argument(
         "--exact", action="store_true", help="fuse in numpy (exact cosine) instead of via Chroma"
     )
+    parser.add_argument("--float32", action="store_true", help="float32 vectors instead of the int8 default")
     args = parser.parse_args()
-    embedder = base_embedder()
+    embedder = base_embedder(int8=not args.float32)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     for name in args.sets.split(","):
         lset = load_set(name, embedder, settings)
