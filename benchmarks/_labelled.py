@@ -56,7 +56,7 @@ class CachedEmbedder(Embedder):
         self.max_tokens = inner.token_limit()
         #: The precision scheme ("int8pc", "fp16", "" for float32) changes the vectors: own cache.
         self.variant = str(getattr(inner, "variant", ""))
-        tag = inner.name + (f":{self.variant}" if self.variant else "")
+        tag = f"{inner.name}:{self.variant or 'float32'}"  # never a pre-scheme cache file's name
         self.path = CACHE / f"vectors-{hashlib.sha256(tag.encode()).hexdigest()[:12]}.pkl"
         self.vectors: dict[str, list[float]] = {}
         if self.path.exists():
