@@ -228,7 +228,7 @@ class Collection:
         if k <= 0:
             return []
         # No count() first: Chroma returns what it has when k exceeds it, and counting costs a
-        # scan of the collection (35 ms at 200k chunks, measured in docs/retrieval.md).
+        # scan of the collection (35 ms at 200k chunks, docs/retrieval.md).
         result = self.raw.query(
             query_embeddings=[list(vector)],
             n_results=k,
