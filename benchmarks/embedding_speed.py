@@ -21,6 +21,7 @@ import json
 import statistics
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 
 from rag.chunking import SyntaxChunker
-from rag.embedding import TransformersEmbedder, quantize_linear
+from rag.embedding import Embedder, TransformersEmbedder, mean_pool, quantize_linear
 from rag.models import Document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +64,8 @@ def per_channel_all(model: Any) -> Any:
         )
 
 
-class OnnxEmbedder:
-    """onnxruntime over an exported copy of the model; batching and pooling as ragbot's."""
+class OnnxEmbedder(Embedder):
+    """onnxruntime over an exported copy of the model; batching (the base class) and pooling as ragbot's."""
 
     def __init__(self, path: Path, base: TransformersEmbedder, max_batch: int = 8) -> None:
         import onnxruntime as ort
@@ -74,29 +75,18 @@ class OnnxEmbedder:
         options.intra_op_num_threads = torch.get_num_threads()
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.tokenizer = base._tokenizer
+        self.name = f"{base.name} (onnxruntime)"
         self.max_tokens = base.max_tokens
         self.max_batch = max_batch
 
-    def embed_documents(self, texts: list[str]) -> list[np.ndarray]:
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), self.max_batch):
-            batch = order[start : start + self.max_batch]
-            enc = self.tokenizer(
-                [texts[j] for j in batch],
-                padding=True,
-                truncation=True,
-                max_length=self.max_tokens,
-                return_tensors="np",
-            )
-            feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
-            hidden = self.session.run(None, feeds)[0]
-            mask = enc["attention_mask"][..., None].astype(np.float32)
-            vectors = (hidden * mask).sum(1) / mask.sum(1)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            for j, vector in zip(batch, vectors, strict=True):
-                out[j] = vector
-        return out
+    def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
+        enc = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="np"
+        )
+        feeds = {k: enc[k].astype(np.int64) for k in ("input_ids", "attention_mask")}
+        hidden = torch.from_numpy(self.session.run(None, feeds)[0])
+        pooled = mean_pool(hidden, torch.from_numpy(enc["attention_mask"]))
+        return torch.nn.functional.normalize(pooled, dim=1).tolist()
 
 
 def onnx_models(exact: TransformersEmbedder, directory: Path) -> dict[str, Path]:
