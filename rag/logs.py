@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from rag.config import Settings
 from rag.secrets import REDACTED, redact
@@ -104,7 +106,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
+_AST_LOCK = threading.RLock()
+
+
+def _ast_parse_is_racy(version: tuple[int, int, int]) -> bool:
+    # gh-106905: fixed in 3.11.8 and 3.12.2.
+    return version < (3, 11, 8) or (3, 12) <= version < (3, 12, 2)
+
+
+def serialize_ast_parse() -> None:
+    """Make `ast.parse` one thread at a time on the Pythons that need it.
+
+    CPython 3.11.0–3.11.7 and 3.12.0–3.12.1 keep the AST constructor's recursion depth in
+    interpreter-wide state (gh-106905). Two threads parsing at once can fail with "SystemError: AST
+    constructor recursion depth mismatch". Formatting a traceback parses source on 3.11 (for its
+    ^^^ markers). So two threads that log an exception together can lose both lines, and in
+    pytest they can kill the run. Calling this again does nothing.
+    """
+    if not _ast_parse_is_racy(sys.version_info[:3]) or getattr(ast.parse, "_ragbot_serialized", False):
+        return
+    parse: Any = ast.parse
+
+    def serialized(*args: Any, **kwargs: Any) -> Any:
+        with _AST_LOCK:
+            return parse(*args, **kwargs)
+
+    serialized._ragbot_serialized = True  # type: ignore[attr-defined]
+    ast.parse = serialized
+
+
 def configure_logging(settings: Settings) -> None:
+    serialize_ast_parse()
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())

@@ -12,10 +12,18 @@ import pytest
 
 from rag.config import Settings
 from rag.embedding import EmbedderPool
+from rag.logs import serialize_ast_parse
 from tests.confluence_samples import SeededSpace, seed_engineering_space
 from tests.fakes.confluence_server import FakeConfluence
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_server import FakeSlack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Bolt's threads log tracebacks while pytest formats its own: on Python 3.11.7 (CI's) that
+    # race once ended a run with "SystemError: AST constructor recursion depth mismatch".
+    serialize_ast_parse()
+
 
 CONTRACT_VARS = [
     "CHROMA_DB_DIR",
