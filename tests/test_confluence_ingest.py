@@ -230,6 +230,39 @@ def test_cli_reports_bad_configuration_in_one_line_and_exits_2(
     assert not fake.requests_to("/content/search")
 
 
+@pytest.mark.parametrize(
+    ("spaces", "password", "expected"),
+    [
+        ('["ENG", "NOPE"]', PASSWORD, 'key spaces: space \'NOPE\' was not found'),
+        ('["ENG"]', "wrong", "check CONFLUENCE_USERNAME and ENG_WIKI_PASSWORD"),
+    ],
+    ids=["unknown-space", "bad-credentials"],
+)
+def test_a_file_configured_site_names_its_table_and_variables_in_errors(
+    tmp_path: Path, fake: FakeConfluence, space: SeededSpace, spaces: str, password: str, expected: str
+) -> None:
+    # The CONFLUENCE_* variables do not configure this source: an error naming them would send
+    # the reader to the wrong place.
+    sources = tmp_path / "ragbot.toml"
+    sources.write_text(
+        f'[[confluence]]\nname = "eng-wiki"\nurl = "{fake.url}"\nspaces = {spaces}\n'
+        'password_env = "ENG_WIKI_PASSWORD"\n'
+    )
+    env = {
+        "RAGBOT_SOURCES_FILE": str(sources),
+        "CONFLUENCE_USERNAME": USERNAME,
+        "ENG_WIKI_PASSWORD": password,
+    }
+    done = run_cli(tmp_path, env, "ingest", "eng-wiki")
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("ragbot: ") and expected in line, line
+    if "spaces" in expected:
+        assert f'{sources}: [[confluence]] #1 "eng-wiki", key spaces' in line
+    assert "CONFLUENCE_SPACE" not in line and "CONFLUENCE_URL" not in line and "CONFLUENCE_PASSWORD" not in line
+    assert "wrong" not in line
+
+
 def test_bad_space_fails_a_run_started_without_preflight(
     fake: FakeConfluence, space: SeededSpace, make_settings: Any, embedders: EmbedderPool
 ) -> None:

@@ -30,6 +30,7 @@ from rag.models import Document
 from rag.sources.base import DocumentRef, LoadFailure
 from rag.sources.confluence_api import ConfluenceHTTPError, SiteApi, SpaceInfo, looks_like_cloud
 from rag.sources.confluence_markup import CONVERTER_VERSION, storage_to_markdown
+from rag.sources.registry import ConfluenceSettingNames
 
 if TYPE_CHECKING:
     from rag.sources.registry import ConfluenceSpec
@@ -105,6 +106,7 @@ class ConfluenceClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        names: ConfluenceSettingNames | None = None,
     ) -> None:
         from atlassian import Confluence
 
@@ -112,12 +114,13 @@ class ConfluenceClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
+        self.names = n = names or ConfluenceSettingNames()
         self.auth_hint = (
-            "check CONFLUENCE_TOKEN"
+            f"check {n.token}"
             if token and not (username and password)
-            else "check CONFLUENCE_USERNAME and CONFLUENCE_PASSWORD (Cloud: your e-mail and an API token)"
+            else f"check {n.username} and {n.password} (Cloud: your e-mail and an API token)"
             if username
-            else "set CONFLUENCE_USERNAME and CONFLUENCE_PASSWORD, or CONFLUENCE_TOKEN"
+            else f"set {n.username} and {n.password}, or {n.token}"
         )
         # The library sets up basic auth (username + password) or a Bearer token (PAT);
         # its own retry adapter stays off, retries are bounded here.
@@ -241,7 +244,7 @@ class ConfluenceClient:
             data = response.json()
         except ValueError as e:
             raise SourceError(
-                f"Confluence answered {shown} with something that is not JSON: is CONFLUENCE_URL "
+                f"Confluence answered {shown} with something that is not JSON: is {self.names.url} "
                 f"({self.base_url}) the Confluence base URL, context path included?"
             ) from e
         if not isinstance(data, dict):
@@ -322,6 +325,7 @@ class ConfluenceSource:
     sleep: Callable[[float], None] = time.sleep
     list_limit: int = LIST_LIMIT
     body_limit: int = BODY_LIMIT
+    names: ConfluenceSettingNames = field(default_factory=ConfluenceSettingNames)
 
     name: str = "confluence"
     kind = "confluence"
@@ -348,6 +352,7 @@ class ConfluenceSource:
             "password": spec.password,
             "token": spec.token,
             "include_restricted": spec.include_restricted,
+            "names": spec.names,
         }
         values.update(overrides)
         return cls(**values)
@@ -382,18 +387,19 @@ class ConfluenceSource:
 
     def check(self) -> None:
         """Check the settings, the credentials and that every space exists, before any listing."""
+        n = self.names
         parts = urlsplit(self.url)
         if parts.scheme not in {"http", "https"} or not parts.netloc:
-            raise ConfigError(f"CONFLUENCE_URL: {self.url!r} is not an http(s) URL")
+            raise ConfigError(f"{n.url}: {self.url!r} is not an http(s) URL")
         if not self.spaces:
-            raise ConfigError("CONFLUENCE_SPACE is not set: name the space key(s) to index, comma-separated")
+            raise ConfigError(f"{n.spaces} is not set: name the space key(s) to index")
         for key in self.spaces:
             if not SPACE_KEY.match(key):
-                raise ConfigError(f"CONFLUENCE_SPACE: {key!r} is not a space key")
+                raise ConfigError(f"{n.spaces}: {key!r} is not a space key")
         if self.username and not self.password:
-            raise ConfigError("CONFLUENCE_PASSWORD is not set (needed with CONFLUENCE_USERNAME)")
+            raise ConfigError(f"{n.password} is not set (needed with {n.username})")
         if self.password and not self.username:
-            raise ConfigError("CONFLUENCE_USERNAME is not set (needed with CONFLUENCE_PASSWORD)")
+            raise ConfigError(f"{n.username} is not set (needed with {n.password})")
         if not (self.username or self.token):
             log.info("no Confluence credentials set: reading %s anonymously", self.url)
         self._client = ConfluenceClient(
@@ -404,6 +410,7 @@ class ConfluenceSource:
             timeout=self.timeout,
             retry=self.retry,
             sleep=self.sleep,
+            names=self.names,
         )
         self._spaces = {}
         self._site = SiteApi(self._client, cloud=self.cloud, page_expand=PAGE_EXPAND)
@@ -428,13 +435,13 @@ class ConfluenceSource:
         except ConfluenceHTTPError as e:
             if e.status == 404:
                 raise ConfigError(
-                    f"CONFLUENCE_URL: no Confluence REST API at {self.url}/rest/api (HTTP 404); "
+                    f"{self.names.url}: no Confluence REST API at {self.url}/rest/api (HTTP 404); "
                     "the URL must include the context path, e.g. https://example.atlassian.net/wiki"
                 ) from e
             raise
         if found is None:
             raise ConfigError(
-                f"CONFLUENCE_SPACE: space {key!r} was not found at {self.url} "
+                f"{self.names.spaces}: space {key!r} was not found at {self.url} "
                 "(or this account may not view it)"
             )
         return found
@@ -474,9 +481,9 @@ class ConfluenceSource:
             log.info("Confluence space %s: %d pages listed, %d kept", key, len(pages), kept)
         if self.skipped_restricted:
             log.info(
-                "skipped %d page(s) with read restrictions "
-                "(set CONFLUENCE_INCLUDE_RESTRICTED=true to index them)",
+                "skipped %d page(s) with read restrictions (set %s to index them)",
                 self.skipped_restricted,
+                self.names.include_restricted,
             )
         return refs
 

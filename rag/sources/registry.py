@@ -56,6 +56,35 @@ class RepositorySpec:
 
 
 @dataclass(frozen=True)
+class ConfluenceSettingNames:
+    """What a Confluence source's messages call its settings, so that an error names the thing
+    to fix: the v1 environment variables, or a sources file's table and keys."""
+
+    url: str = "CONFLUENCE_URL"
+    spaces: str = "CONFLUENCE_SPACE"
+    username: str = "CONFLUENCE_USERNAME"
+    password: str = "CONFLUENCE_PASSWORD"  # noqa: S105 - the variable's name, not its value
+    token: str = "CONFLUENCE_TOKEN"  # noqa: S105 - likewise
+    include_restricted: str = "CONFLUENCE_INCLUDE_RESTRICTED=true"
+
+    @classmethod
+    def in_file(
+        cls, file: Path, label: str, env: dict[str, str | None]
+    ) -> ConfluenceSettingNames:
+        """Names for a `[[confluence]]` table; credentials are environment variables either way
+        (`username_env` etc. when set, else the v1 names)."""
+        where = f"{file}: {label}"
+        return cls(
+            url=f"{where}, key url",
+            spaces=f"{where}, key spaces",
+            username=env.get("username") or cls.username,
+            password=env.get("password") or cls.password,
+            token=env.get("token") or cls.token,
+            include_restricted=f"include_restricted = true in {where}",
+        )
+
+
+@dataclass(frozen=True)
 class ConfluenceSpec:
     """One Confluence site and the spaces to index from it."""
 
@@ -67,6 +96,7 @@ class ConfluenceSpec:
     token: str | None = field(default=None, repr=False)
     include_restricted: bool = False
     interval_minutes: int | None = None
+    names: ConfluenceSettingNames = field(default_factory=ConfluenceSettingNames)
     kind: ClassVar[str] = "confluence"
 
     def location(self) -> str:
@@ -271,12 +301,14 @@ def _from_file(path: Path, settings: Settings) -> SourceRegistry:
         label = entry_label("confluence", i, site.name)
         claim(label, site.name)
         creds: dict[str, str | None] = {}
+        env_names: dict[str, str | None] = {}
         for key, default in (
             ("username", settings.confluence_username),
             ("password", settings.confluence_password),
             ("token", settings.confluence_token),
         ):
             env_name = getattr(site, f"{key}_env")
+            env_names[key] = env_name
             if env_name is None:
                 creds[key] = default  # the v1 variable, when set
                 continue
@@ -296,6 +328,7 @@ def _from_file(path: Path, settings: Settings) -> SourceRegistry:
                 token=creds["token"],
                 include_restricted=site.include_restricted,
                 interval_minutes=site.interval_minutes,
+                names=ConfluenceSettingNames.in_file(path, label, env_names),
             )
         )
 
