@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sys
 import threading
 
 from rag.logs import _ast_parse_is_racy, serialize_ast_parse
@@ -19,6 +20,8 @@ def test_the_guard_is_for_the_pythons_with_gh_106905() -> None:
 def test_parsing_from_many_threads_after_the_guard() -> None:
     serialize_ast_parse()
     serialize_ast_parse()  # twice: still one wrapper
+    wrapped = getattr(ast.parse, "_ragbot_serialized", False)
+    assert wrapped == _ast_parse_is_racy(sys.version_info[:3])  # installed exactly where needed
     source = "def f(x):\n    return [y for y in range(x) if y % 2]\n" * 50
     errors: list[BaseException] = []
 
