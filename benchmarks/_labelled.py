@@ -26,18 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag.answering.grounding import Evidence
+from rag.answering.ranking import chunk_indexes
+from rag.answering.retrieval import Retriever
 from rag.config import Settings
-from rag.embedding import Embedder, EmbedderPool, embedder_factory
 from rag.evaluation import _as_document, _CoverMatcher, given_chunks, load_dataset
-from rag.grounding import Evidence
-from rag.ingest import make_chunker
-from rag.lexical import bump_generation
+from rag.indexing.changelog import bump_generation
+from rag.indexing.embedding import Embedder, EmbedderPool, embedder_factory
+from rag.indexing.ingest import make_chunker
+from rag.indexing.store import VectorStore
 from rag.models import Chunk, Document, Hit, content_hash
-from rag.ranking import chunk_indexes
-from rag.retrieval import Retriever
-from rag.sources.registry import RepositorySpec, SourceRegistry
+from rag.sources.registry import SourceRegistry
 from rag.sources.repository import language_for
-from rag.store import VectorStore
+from rag.sources.specs import RepositorySpec
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "data"
@@ -249,8 +250,8 @@ class ExactIndex:
     def __init__(self, chunks: list[Chunk], embedder: CachedEmbedder) -> None:
         import numpy as np
 
-        from rag.lexical import LexicalIndex, lexical_text
-        from rag.store import chunk_id
+        from rag.indexing.lexical import LexicalIndex, lexical_text
+        from rag.indexing.store import chunk_id
 
         self.embedder = embedder
         self.chunks = chunks
@@ -265,7 +266,7 @@ class ExactIndex:
     def candidates(self, query: str) -> tuple[list[Hit], Evidence]:
         import numpy as np
 
-        from rag.retrieval import CANDIDATES, DENSE_WEIGHT, HYBRID_RRF_K, LEXICAL_WEIGHT, rrf_fuse
+        from rag.answering.retrieval import CANDIDATES, DENSE_WEIGHT, HYBRID_RRF_K, LEXICAL_WEIGHT, rrf_fuse
 
         evidence = Evidence()
         q = np.array(self.embedder.embed_query(query), dtype=np.float32)

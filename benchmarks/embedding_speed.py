@@ -28,8 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from rag.chunking import SyntaxChunker
-from rag.embedding import Embedder, TransformersEmbedder, mean_pool, quantize_linear
+from rag.indexing.chunking import SyntaxChunker
+from rag.indexing.embedding import Embedder, TransformersEmbedder
+from rag.indexing.embedding_families import mean_pool
+from rag.indexing.embedding_int8 import quantize_linear
 from rag.models import Document
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,5 @@
-"""Fit and check the `found` judgement (rag/grounding.py) on labelled answerable / off-topic questions.
+"""Fit and check the `found` judgement (rag/answering/grounding.py) on labelled questions:
+answerable and off-topic.
 
 Answerable: every question of contextual-code (over its given chunks), of the click set (over
 the installed click package) and of the ragbot set (over this repository). Off-topic: the
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks._labelled import DATA, ExactIndex, Indexed, base_embedder, load_set, split
-from rag import grounding
+from rag.answering import grounding
 from rag.config import Settings
 
 KEEP_ANSWERABLE = 0.97
@@ -96,7 +97,9 @@ def report(rows: list, probabilities: np.ndarray, threshold: float) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--check", action="store_true", help="score with the constants in rag/grounding.py")
+    parser.add_argument(
+        "--check", action="store_true", help="score with the constants in rag/answering/grounding.py"
+    )
     parser.add_argument(
         "--chroma", action="store_true", help="search through Chroma (slower) instead of numpy"
     )
@@ -116,7 +119,7 @@ def main() -> None:
         answerable = np.sort(p_tune[y == 1])
         # The highest threshold that keeps KEEP_ANSWERABLE of tune answerable questions found.
         grounding.THRESHOLD = round(float(answerable[int((1 - KEEP_ANSWERABLE) * len(answerable))]) - 1e-4, 4)
-        print("constants for rag/grounding.py:")
+        print("constants for rag/answering/grounding.py:")
         print(f"MEANS = {tuple(float(v) for v in grounding.MEANS)}")
         print(f"SCALES = {tuple(float(v) for v in grounding.SCALES)}")
         print(f"WEIGHTS = {tuple(float(v) for v in grounding.WEIGHTS)}")

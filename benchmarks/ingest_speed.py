@@ -40,7 +40,7 @@ import json, sys, uuid
 texts = json.loads(open(sys.argv[1]).read())
 import chromadb, torch
 from transformers import AutoModel, AutoTokenizer
-from rag.embedding import bundled_model_dir
+from rag.indexing.embedding import bundled_model_dir
 location = str(bundled_model_dir())
 tokenizer = AutoTokenizer.from_pretrained(location)
 model = AutoModel.from_pretrained(location)
@@ -94,8 +94,8 @@ def ragbot_texts(repo: Path, work: Path) -> list[str]:
     from dataclasses import replace
 
     from rag.config import Settings
-    from rag.embedding import TransformersEmbedder
-    from rag.ingest import make_chunker
+    from rag.indexing.embedding import TransformersEmbedder
+    from rag.indexing.ingest import make_chunker
     from rag.models import Document
     from rag.secrets import redact
     from rag.sources.repository import RepositorySource

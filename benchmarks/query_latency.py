@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.answering.retrieval import Retriever
 from rag.config import Settings
-from rag.embedding import EmbedderPool, embedder_factory
 from rag.evaluation import load_dataset
-from rag.lexical import bump_generation
+from rag.indexing.changelog import bump_generation
+from rag.indexing.embedding import EmbedderPool, embedder_factory
+from rag.indexing.store import VectorStore
 from rag.models import Chunk
-from rag.retrieval import Retriever
-from rag.store import VectorStore
 
 DATA = Path(__file__).parent / "data" / "contextual-code"
 

@@ -1,4 +1,4 @@
-"""Retrieval latency before / after rag.ranking + rag.grounding, side by side in one run.
+"""Retrieval latency before / after rag.answering.ranking + rag.answering.grounding, side by side in one run.
 
 Same index as benchmarks/query_latency.py (synthetic chunks of real code lines, random vectors,
 embedded Chroma, BM25). Per question, both sides run, in alternating order: "before" is
@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.query_latency import DATA, synthetic_chunks
+from rag.answering.grounding import Evidence, judge
+from rag.answering.retrieval import Retriever
 from rag.config import Settings
-from rag.embedding import EmbedderPool, embedder_factory
 from rag.evaluation import load_dataset
-from rag.grounding import Evidence, judge
-from rag.lexical import bump_generation
-from rag.retrieval import Retriever
-from rag.store import VectorStore
+from rag.indexing.changelog import bump_generation
+from rag.indexing.embedding import EmbedderPool, embedder_factory
+from rag.indexing.store import VectorStore
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Implementation first, measured: Pass@k / MRR@10 of fusion alone, + prior, + diversity, + both.
 
 Runs every question of each labelled set (benchmarks/_labelled.py) once through the product
-retriever without rag.ranking (the fused pool of 30), then applies the ranking variants to that
+retriever without rag.answering.ranking (the fused pool of 30), then applies the ranking variants to that
 pool, so each variant sees exactly the same candidates. Reports the tune split (even positions)
 and the held-out split (odd positions) separately; `--grid` also sweeps the prior's factors on
 the tune split. Merged hits count every chunk they contain; "chunks/hit" says how much text
@@ -31,7 +31,7 @@ from benchmarks._labelled import (
     load_set,
     split,
 )
-from rag import ranking
+from rag.answering import ranking
 from rag.config import Settings
 from rag.models import Hit, content_hash
 

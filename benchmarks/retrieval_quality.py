@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rag.answering.retrieval import DENSE_WEIGHT, HYBRID_RRF_K, LEXICAL_WEIGHT, rrf_fuse
 from rag.config import Settings
-from rag.embedding import EmbedderPool, TransformersEmbedder
 from rag.evaluation import given_chunks, load_dataset, score
-from rag.lexical import LexicalIndex, lexical_text
-from rag.retrieval import DENSE_WEIGHT, HYBRID_RRF_K, LEXICAL_WEIGHT, rrf_fuse
-from rag.store import chunk_id
+from rag.indexing.embedding import EmbedderPool, TransformersEmbedder
+from rag.indexing.lexical import LexicalIndex, lexical_text
+from rag.indexing.store import chunk_id
 
 DATA = Path(__file__).parent / "data" / "contextual-code"
 CACHE = Path(os.environ.get("RAGBOT_BENCH_CACHE") or Path(tempfile.gettempdir()) / "ragbot-bench-cache")
@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true")
     parser.add_argument("--no-headers", action="store_true")
     parser.add_argument(
-        "--int8", action="store_true", help="the default int8 scheme (rag.embedding.quantize_linear)"
+        "--int8",
+        action="store_true",
+        help="the default int8 scheme (rag.indexing.embedding_int8.quantize_linear)",
     )
     args = parser.parse_args()
     dataset = load_dataset(DATA)

@@ -104,7 +104,7 @@ def hash_pool(*, model_queries: bool = False):  # type: ignore[no-untyped-def]
     (same 384 dimensions), so a bot's latency and memory include the real query embedding and
     torch, as a deployed bot's do (its dense hits are then meaningless; BM25's are not)."""
     from rag.config import Settings
-    from rag.embedding import EmbedderPool, embedder_factory
+    from rag.indexing.embedding import EmbedderPool, embedder_factory
     from tests.fakes.hash_embedder import HashEmbedder
 
     embedder = HashEmbedder(DIMS)
@@ -124,9 +124,9 @@ def rss_mb() -> float:
 
 def write_chunks(settings, pairs: list[tuple[str, str]], *, batch: int = 4000) -> float:  # type: ignore[no-untyped-def]
     """Upsert chunks the way ingest does (logged writes), hash-embedded."""
-    from rag.lexical import logged_change
+    from rag.indexing.changelog import logged_change
+    from rag.indexing.store import VectorStore, chunk_id
     from rag.models import Chunk
-    from rag.store import VectorStore, chunk_id
 
     embedder = hash_pool().get(None)
     collection = VectorStore(settings).collection("code", embedder.key)
@@ -157,8 +157,8 @@ def write_chunks(settings, pairs: list[tuple[str, str]], *, batch: int = 4000) -
 
 def bot_process(work: Path, port: int | None, questions: int, marker: Path | None) -> None:
     """A long-running bot: builds/loads BM25, answers, waits for the delta, answers again."""
-    from rag.retrieval import Retriever
-    from rag.store import VectorStore
+    from rag.answering.retrieval import Retriever
+    from rag.indexing.store import VectorStore
 
     settings = settings_for(work, port, "bot")
     pool = hash_pool(model_queries=True)

@@ -38,7 +38,7 @@ os.environ["NO_PROXY"] = "127.0.0.1,localhost"
 
 from bot.app import SlackBot
 from rag.config import Settings
-from rag.metrics import Metrics, serve_metrics
+from rag.ops.metrics import Metrics, serve_metrics
 from rag.service import RagService
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_server import BOT_USER, FakeSlack

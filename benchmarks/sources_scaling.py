@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from rag.config import Settings
-from rag.embedding import EmbedderPool
 from rag.evaluation import load_dataset
+from rag.indexing.embedding import EmbedderPool
 from rag.service import RagService
-from rag.sources.registry import RepositorySpec, SourceRegistry
+from rag.sources.registry import SourceRegistry
+from rag.sources.specs import RepositorySpec
 from tests.fakes.hash_embedder import HashEmbedder
 
 PACKAGES = ("httpx", "click", "pydantic", "starlette", "fastapi", "rich", "typer", "anyio", "apscheduler")

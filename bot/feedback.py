@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.memory import FEEDBACK_FILE, feedback_lock
+from bot.memory import FEEDBACK_FILE, SlackState, feedback_lock
 
 log = logging.getLogger(__name__)
 
@@ -198,3 +198,12 @@ def purge_votes(path: Path, cutoff: float) -> int:
             tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
             tmp.replace(path)
     return dropped
+
+
+def purge_slack_data(data_dir: Path, cutoff: float) -> dict[str, int]:
+    """The Slack layer's retention (rag.ops.retention): thread turns, answers and votes before `cutoff`."""
+    counts = {"turns": 0, "answers": 0, "votes": 0}
+    if (data_dir / "slack" / "slack.sqlite3").exists():
+        counts.update(SlackState(data_dir).purge(cutoff))
+    counts["votes"] = purge_votes(feedback_path(data_dir), cutoff)
+    return counts

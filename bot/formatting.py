@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from bot import messages
-from rag.citations import cited
 from rag.models import Answer, Hit
+from rag.service import cited
 
 SECTION_LIMIT = 3_000  # characters of text in one section block
 MAX_BLOCKS = 50  # blocks in one message

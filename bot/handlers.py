@@ -25,7 +25,7 @@ from bot.reports import ingest_summary, status_text
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
 from bot.streaming import Capabilities, NativeDelivery, ThreadStatus, UpdateDelivery, searching_status
 from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
-from rag.metrics import answer_found
+from rag.service import answer_found
 
 if TYPE_CHECKING:
     from slack_bolt import App

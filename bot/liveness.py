@@ -1,4 +1,4 @@
-"""The Slack bot's liveness record, read by `python -m rag.healthcheck run`.
+"""The Slack bot's liveness record, judged by `python -m rag.healthcheck run` (rag.ops.liveness).
 
 `ragbot run` keeps RAGBOT_DATA_DIR/liveness/run-<hostname>.json fresh (every few seconds, and
 at once when the Socket Mode connection goes down or comes back): whether the connection is up
@@ -16,20 +16,16 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rag.service import heartbeat_path
 
 if TYPE_CHECKING:
-    from rag.metrics import Metrics
+    from rag.service import Metrics
 
 log = logging.getLogger(__name__)
 
 WRITE_EVERY_SECONDS = 5.0
-#: A record older than this belongs to a bot whose watchdog (or whole process) has stopped.
-STALE_AFTER_SECONDS = 60.0
-
-
-def heartbeat_path(data_dir: Path, role: str = "run", host: str | None = None) -> Path:
-    return data_dir / "liveness" / f"{role}-{host or socket.gethostname()}.json"
 
 
 class InFlight:
@@ -115,30 +111,3 @@ class Heartbeat:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-def problem(
-    record: dict[str, Any] | None, *, grace_seconds: float, wedged_after: float, now: float | None = None
-) -> str | None:
-    """Why the bot behind `record` is unhealthy, or None when it is healthy."""
-    if record is None:
-        return "no liveness record (the bot has not started, or has stopped)"
-    now = time.time() if now is None else now
-    beat = record.get("heartbeat")
-    if not isinstance(beat, (int, float)) or now - beat > STALE_AFTER_SECONDS:
-        return "the liveness record is stale (the bot's watchdog stopped)"
-    down_for = now - float(record.get("since") or now)
-    if not record.get("slack_connected") and down_for > grace_seconds:
-        return f"the Socket Mode connection has been down for {down_for:.0f} s (grace {grace_seconds:.0f} s)"
-    oldest = record.get("oldest_answer_seconds")
-    if isinstance(oldest, (int, float)) and oldest + (now - beat) > wedged_after:
-        return f"an answer has been in progress for {oldest:.0f} s: the answer pool looks wedged"
-    return None
-
-
-def read_heartbeat(data_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(heartbeat_path(data_dir).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -21,8 +21,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from rag.memory import fit_budget
 from rag.models import Hit, Turn
+from rag.service import fit_budget
 
 MAX_TURNS = 10
 MAX_CHARS = 8_000  # ≈ 2k tokens of history, leaving the model's window to the sources
@@ -43,7 +43,7 @@ FEEDBACK_FILE = "feedback.jsonl"
 class SlackState:
     """The bot's SQLite file in RAGBOT_DATA_DIR/slack: thread turns and answered questions.
 
-    What is older than RAGBOT_RETENTION_DAYS is deleted by rag/retention.py (`purge`).
+    What is older than RAGBOT_RETENTION_DAYS is deleted by rag/ops/retention.py (`purge`).
     """
 
     def __init__(self, data_dir: Path) -> None:
@@ -212,7 +212,7 @@ class AnswerLog:
 @contextmanager
 def feedback_lock(path: Path) -> Iterator[None]:
     """An OS lock beside the feedback log: appends (every bot replica) and the retention
-    rewrite (rag/retention.py) never interleave."""
+    rewrite (rag/ops/retention.py) never interleave."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -8,7 +8,7 @@
 - `POST /query` `{"session_id", "query", "top_k", "source"}`: the `ask --json` document; a session
   keeps its recent turns like a Slack thread; `source` is a target (name, kind or `all`).
 - `GET /healthz`: no token; index size, last runs and next scheduled run, no secrets.
-- `GET /metrics`: Prometheus text (rag/metrics.py), behind the token.
+- `GET /metrics`: Prometheus text (rag/ops/metrics.py), behind the token.
 
 Every route but /healthz and the docs needs `Authorization: Bearer $RAGBOT_API_TOKEN` when the
 token is set (it must be, unless the server is bound to loopback).
@@ -25,10 +25,10 @@ import uuid
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+from rag.answering.memory import ConversationMemory
 from rag.config import Settings
 from rag.errors import ConfigError, IngestBusyError, RagError
-from rag.memory import ConversationMemory
-from rag.metrics import Metrics
+from rag.ops.metrics import Metrics
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

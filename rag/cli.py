@@ -53,7 +53,7 @@ def edge() -> Iterator[None]:
 def settings_and_service(*, metrics: bool = False) -> tuple[Settings, RagService]:
     from rag.config import load_settings
     from rag.logs import configure_logging
-    from rag.metrics import metrics_for
+    from rag.ops.metrics import metrics_for
     from rag.service import RagService
 
     settings = load_settings()
@@ -199,7 +199,7 @@ def chat(
     top_k: Annotated[int, typer.Option("--top-k", min=1, max=50)] = 5,
 ) -> None:
     """Interactive console chat with thread memory (the Slack experience without Slack)."""
-    from rag.memory import ConversationMemory
+    from rag.answering.memory import ConversationMemory
 
     with edge():
         _, service = settings_and_service()
@@ -248,7 +248,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON on stdout.")] = False,
 ) -> None:
     """Every source: kind, location, documents, chunks, last run; the scheduler."""
-    from rag.status_text import status_lines
+    from rag.ops.status_text import status_lines
 
     with edge():
         _, service = settings_and_service()
@@ -266,12 +266,13 @@ def status(
 @app.command()
 def worker() -> None:
     """The periodic re-ingestion scheduler alone (one per deployment when bots are replicated)."""
-    from rag.operations import operations
-    from rag.scheduler import run_worker
+    from bot.feedback import purge_slack_data
+    from rag.ops.operations import operations
+    from rag.ops.scheduler import run_worker
 
     with edge():
         settings, service = settings_and_service(metrics=True)
-        with operations(settings, service):
+        with operations(settings, service, [purge_slack_data]):
             run_worker(settings, service)
 
 
@@ -298,11 +299,12 @@ def serve(
 def run() -> None:
     """The Slack bot in Socket Mode, with the periodic re-ingestion scheduler."""
     from bot.app import SlackBot, validate_slack_settings
+    from bot.feedback import purge_slack_data
     from rag.config import load_settings
     from rag.logs import configure_logging
-    from rag.metrics import metrics_for
-    from rag.operations import operations
-    from rag.scheduler import start_for_bot
+    from rag.ops.metrics import metrics_for
+    from rag.ops.operations import operations
+    from rag.ops.scheduler import start_for_bot
     from rag.service import RagService
 
     with edge():
@@ -311,7 +313,7 @@ def run() -> None:
         configure_logging(settings)
         service = RagService(settings, metrics=metrics_for(settings))
         bot = SlackBot(settings, service)
-        with operations(settings, service):
+        with operations(settings, service, [purge_slack_data]):
             # The periodic ingest shares `service`, so it takes the same single-flight lock as
             # /ragingest; with RAGBOT_SCHEDULER=off (extra replicas) the handle stays idle.
             scheduler = start_for_bot(settings, service)

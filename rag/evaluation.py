@@ -17,15 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.chunking import code_language_of, enclosing_symbol
+from rag.answering.ranking import chunk_indexes
+from rag.answering.retrieval import DENSE_WEIGHT, LEXICAL_WEIGHT, Retriever
 from rag.config import Settings
-from rag.embedding import EmbedderPool, embedder_factory
 from rag.errors import ConfigError
+from rag.indexing.chunking import code_language_of, enclosing_symbol
+from rag.indexing.embedding import EmbedderPool, embedder_factory
+from rag.indexing.store import VectorStore, chunk_id
 from rag.models import Chunk, Document, Hit, content_hash
-from rag.ranking import chunk_indexes
-from rag.retrieval import DENSE_WEIGHT, LEXICAL_WEIGHT, Retriever
-from rag.sources.registry import RepositorySpec, SourceRegistry
-from rag.store import VectorStore, chunk_id
+from rag.sources.registry import SourceRegistry
+from rag.sources.specs import RepositorySpec
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ def evaluate(
         collection = store.collection("code", embedder.key)
         assert collection is not None
         if rechunk:
-            from rag.ingest import make_chunker
+            from rag.indexing.ingest import make_chunker
 
             chunker = make_chunker(tmp_settings, embedder)
             chunks = [c for f in dataset.files for c in chunker.chunk(_as_document(f))]
@@ -242,7 +243,7 @@ def _golden_ranks(q: EvalQuery, hits: Sequence[Hit], match: _CoverMatcher | None
             if match is not None:
                 ok = match.covers(hit.metadata.get("doc_id"), hit.start_line, hit.end_line, gold)
             else:
-                # A hit merged from adjacent chunks (rag.ranking) contains each of them.
+                # A hit merged from adjacent chunks (rag.answering.ranking) contains each of them.
                 ok = hit.metadata.get("doc_id") == gold[0] and gold[1] in chunk_indexes(hit)
             if ok:
                 rank = r

@@ -2,8 +2,8 @@
 
 Without an argument the role is read from the container's main command (/proc/1/cmdline):
 - `serve`: GET /healthz on the local port answers 200;
-- `worker`: the scheduler's heartbeat in RAGBOT_DATA_DIR is fresh (rag/scheduler.py);
-- `run` (the Slack bot): its liveness record in RAGBOT_DATA_DIR (bot/liveness.py) is fresh, the
+- `worker`: the scheduler's heartbeat in RAGBOT_DATA_DIR is fresh (rag/ops/scheduler.py);
+- `run` (the Slack bot): its liveness record in RAGBOT_DATA_DIR (rag/ops/liveness.py) is fresh, the
   Socket Mode connection has not been down longer than RAGBOT_LIVENESS_GRACE_SECONDS, and no
   answer has been in progress for longer than WEDGED_FACTOR × LITELLM_TIMEOUT (at least 5 min).
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from rag.api import DEFAULT_PORT
 from rag.config import load_settings
-from rag.scheduler import read_record
+from rag.ops.liveness import problem, read_heartbeat
+from rag.ops.scheduler import read_record
 
 ROLES = ("serve", "worker", "run")
 WEDGED_FACTOR = 5
@@ -58,8 +59,6 @@ def check(role: str, args: list[str]) -> str | None:
         if read_record(settings.ragbot_data_dir) is None:
             return "the scheduler's heartbeat is missing or stale"
     if role == "run":
-        from bot.liveness import problem, read_heartbeat
-
         settings = load_settings()
         return problem(
             read_heartbeat(settings.ragbot_data_dir),

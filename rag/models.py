@@ -107,7 +107,7 @@ class Answer:
     mode: Mode
     hits: list[Hit]
     note: str | None = None  # why the answer is extractive, when it is
-    #: False when retrieval judged that no indexed passage answers the question (rag.grounding).
+    #: False when retrieval judged that no indexed passage answers the question (rag.answering.grounding).
     found: bool = True
 
     def to_json(self) -> dict[str, Any]:

@@ -1,26 +1,35 @@
-"""The core's services wired together once per process and handed to the CLI, Slack and HTTP API."""
+"""The core's services wired together once per process and handed to the CLI, Slack and HTTP API.
+
+The Slack layer (bot/) imports only this module and the foundation (config, models, errors,
+logs): RagService, plus the few helpers it shares with the core, re-exported here by name.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+# What bot/ uses besides RagService (import-linter keeps bot/ out of the rooms below).
+from rag.answering.citations import cited
+from rag.answering.generation import Answerer, TokenSink
+from rag.answering.grounding import Evidence, judge
+from rag.answering.memory import fit_budget
+from rag.answering.retrieval import Retriever
 from rag.config import KINDS, Settings
-from rag.embedding import EmbedderPool, embedder_factory
-from rag.generation import Answerer, TokenSink
-from rag.grounding import Evidence, judge
-from rag.ingest import Ingestor, Progress
-from rag.lexical import LexicalIndexes
-from rag.metrics import Metrics
+from rag.indexing.embedding import EmbedderPool, embedder_factory
+from rag.indexing.ingest import Ingestor, Progress
+from rag.indexing.lexical import LexicalIndexes
+from rag.indexing.store import VectorStore
 from rag.models import Answer, IngestReport, Turn
-from rag.retrieval import Retriever
-from rag.sources.registry import SourceRegistry, SourceSpec
-from rag.store import VectorStore
+from rag.ops.liveness import heartbeat_path
+from rag.ops.metrics import Metrics, answer_found
+from rag.ops.scheduler import SchedulerHandle, scheduler_status
+from rag.sources.registry import SourceRegistry
+from rag.sources.specs import SourceSpec
 
-if TYPE_CHECKING:
-    from rag.scheduler import SchedulerHandle
+__all__ = ["Metrics", "RagService", "answer_found", "cited", "fit_budget", "heartbeat_path"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +57,7 @@ class RagService:
             settings, store=self.store, embedders=self.embedders, lexical=self.lexical, registry=self.registry
         )
         self.answerer = Answerer(settings)
-        #: Set by rag.scheduler.start_scheduler when this process runs the periodic ingest.
+        #: Set by rag.ops.scheduler.start_scheduler when this process runs the periodic ingest.
         self.scheduler: SchedulerHandle | None = None
 
     def ask(
@@ -152,8 +161,6 @@ class RagService:
                 info["last_run"] = _run_summary(runs[0]) if runs else None
                 sources[name] = info
         holder = self.ingestor.lock("status").current_holder()
-        from rag.scheduler import scheduler_status
-
         scheduler = scheduler_status(s, self.scheduler)
         return {
             "store": self.store.describe(),

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from rag.config import Settings
-from rag.embedding import EmbedderPool
+from rag.indexing.embedding import EmbedderPool
 from rag.logs import serialize_ast_parse
 from tests.confluence_samples import SeededSpace, seed_engineering_space
 from tests.fakes.confluence_server import FakeConfluence

@@ -13,12 +13,12 @@ import sys
 import types
 from typing import Any
 
-import rag.ingest
+import rag.indexing.ingest
 from rag.config import load_settings
-from rag.embedding import Embedder
-from rag.ingest import Ingestor
+from rag.indexing.embedding import Embedder
+from rag.indexing.ingest import Ingestor
+from rag.indexing.store import Collection
 from rag.service import RagService
-from rag.store import Collection
 
 
 def die() -> None:
@@ -43,7 +43,7 @@ def kill_on_delete(collection: Collection, *, nth: int, before: bool) -> None:
 
 
 def arm(point: str) -> None:
-    rag.ingest.FLUSH_CHUNKS = 3  # many small flushes, so there is a "middle" to die in
+    rag.indexing.ingest.FLUSH_CHUNKS = 3  # many small flushes, so there is a "middle" to die in
     if point == "embedding":
         original_embed = Embedder.embed_documents
         calls = {"n": 0}

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from rag.citations import cited, clean_citations
-from rag.embedding import EmbedderPool
-from rag.generation import NOT_FOUND_PROMPT, REWRITE_PROMPT, Answerer, not_found_sentence
+from rag.answering.citations import cited, clean_citations
+from rag.answering.generation import NOT_FOUND_PROMPT, REWRITE_PROMPT, Answerer, not_found_sentence
+from rag.indexing.embedding import EmbedderPool
 from rag.models import Hit, Turn
 from rag.service import RagService
 from tests.fakes.llm_server import FakeLLM, echo_sources_reply
@@ -78,7 +78,7 @@ def test_a_failed_rewrite_falls_back_to_the_word_heuristic(make_settings, fake_l
 def test_a_slow_rewrite_gives_up_after_its_own_timeout(  # type: ignore[no-untyped-def]
     make_settings, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("rag.generation.REWRITE_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr("rag.answering.generation.REWRITE_TIMEOUT_SECONDS", 0.3)
     fake_llm.delay = 3
     a = Answerer(llm_settings(make_settings, fake_llm))
     history = [Turn("how does the billing invoice total work?", "...")]
@@ -119,7 +119,7 @@ def test_found_answers_say_found_in_json(make_settings) -> None:  # type: ignore
 
 
 def test_markers_pointing_at_no_source_are_removed_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="rag.citations"):
+    with caplog.at_level(logging.WARNING, logger="rag.answering.citations"):
         text, removed = clean_citations("Totals are summed [1][3]. Tax is fixed [7].\n\n`rows[5]` stays.", 2)
     assert text == "Totals are summed [1]. Tax is fixed.\n\n`rows[5]` stays."
     assert removed == [3, 7]

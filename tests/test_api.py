@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rag.locking import IngestLock
+from rag.indexing.locking import IngestLock
 from rag.models import Answer
 from tests.conftest import CONTRACT_VARS, git, write_files
 from tests.fakes.llm_server import FakeLLM

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import EmbedderPool
+from rag.indexing.embedding import EmbedderPool
 from rag.service import RagService
 from tests.conftest import git
 from tests.reliability import record

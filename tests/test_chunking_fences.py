@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from rag.chunking import LineChunker
+from rag.indexing.chunking import LineChunker
 from rag.models import Document
 from rag.sources.confluence_markup import storage_to_markdown
 

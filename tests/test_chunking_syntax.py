@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from rag.chunking import LineChunker, SyntaxChunker, code_language_of, enclosing_symbol
+from rag.indexing.chunking import LineChunker, SyntaxChunker, code_language_of, enclosing_symbol
 from rag.models import Chunk, Document
 
 

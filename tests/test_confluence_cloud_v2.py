@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from rag.config import Settings
-from rag.embedding import EmbedderPool
+from rag.indexing.embedding import EmbedderPool
 from rag.models import Document
 from rag.service import RagService
 from rag.sources.base import DocumentRef
@@ -181,7 +181,7 @@ def test_deprecation_and_warning_headers_are_logged_once(
     }
     source = make_source(cloud)
     source.prepare()
-    with caplog.at_level(logging.WARNING, logger="rag.sources.confluence"):
+    with caplog.at_level(logging.WARNING, logger="rag.sources.confluence_client"):
         source.scan()
         source.scan()
     assert len(cloud.requests_to("/content/search")) == 4  # two listings of two pages each

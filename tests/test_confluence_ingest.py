@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from rag.config import Settings
-from rag.embedding import EmbedderPool
+from rag.indexing.embedding import EmbedderPool
+from rag.indexing.store import Collection
 from rag.service import RagService
 from rag.sources.confluence import ConfluenceSource, RetryPolicy
-from rag.store import Collection
 from tests.confluence_samples import FAILOVER_PAGE, SeededSpace
 from tests.fakes.confluence_server import PASSWORD, USERNAME, FakeConfluence
 from tests.reliability import record

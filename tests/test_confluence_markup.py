@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.chunking import markdown_sections
+from rag.indexing.chunking import markdown_sections
 from rag.sources.confluence_markup import storage_to_markdown
 from tests.confluence_samples import (
     CHECKLIST_PAGE,

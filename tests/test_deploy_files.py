@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from rag.healthcheck import detect_role, serve_port
-from rag.scheduler import RECORD_FILE
+from rag.ops.scheduler import RECORD_FILE
 from tests.conftest import CONTRACT_VARS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import EmbedderPool, TransformersEmbedder, bundled_model_dir
 from rag.errors import ModelError
+from rag.indexing.embedding import EmbedderPool, TransformersEmbedder, bundled_model_dir
 
 OFFICIAL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 

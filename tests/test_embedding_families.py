@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import CODERANK_QUERY_PREFIX, TransformersEmbedder
 from rag.errors import ModelError
+from rag.indexing.embedding import TransformersEmbedder
+from rag.indexing.embedding_families import CODERANK_QUERY_PREFIX
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *[f"w{i}" for i in range(60)], "def", "return", "x"]
 

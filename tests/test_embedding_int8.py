@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.chunking import SyntaxChunker
-from rag.devices import device_profile, resolve_device
-from rag.embedding import TransformersEmbedder
 from rag.errors import ModelError
+from rag.indexing.chunking import SyntaxChunker
+from rag.indexing.devices import device_profile, resolve_device
+from rag.indexing.embedding import TransformersEmbedder
 from rag.models import Document
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,7 @@ def test_make_run_with_no_source_indexes_the_checkout_and_answers(tmp_path: Path
     write_files(
         checkout,
         {
-            "rag/store.py": "def chunk_id(source, doc_id, index):\n"
+            "rag/indexing/store.py": "def chunk_id(source, doc_id, index):\n"
             "    '''Stable chunk ids: the same position of the same document keeps its id.'''\n"
             "    return f'{source}:{doc_id}:{index}'\n",
             "README.md": "# ragbot\n\nAnswers questions about your code.\n",
@@ -49,7 +49,7 @@ def test_make_run_with_no_source_indexes_the_checkout_and_answers(tmp_path: Path
         "to index your own repositories, copy ragbot.example.toml to ragbot.toml (or set CODE_REPO_PATH) "
         "and run make run again."
     ]
-    assert "ragbot: ok — 3 seen, 3 added" in done.stderr  # run.sh, rag/store.py, README.md
+    assert "ragbot: ok — 3 seen, 3 added" in done.stderr  # run.sh, rag/indexing/store.py, README.md
     assert "Nothing relevant was found" not in done.stdout
-    assert "rag/store.py:1-3" in done.stdout  # the first question finds the code
+    assert "rag/indexing/store.py:1-3" in done.stdout  # the first question finds the code
     assert (work / ".ragbot" / "demo-sources.toml").read_text().endswith(f'path = "{checkout}"\n')

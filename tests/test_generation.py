@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.generation import Answerer
+from rag.answering.generation import Answerer
 from rag.models import Hit, Turn
 from tests.fakes.llm_server import FakeLLM
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import grounding
-from rag.embedding import EmbedderPool
-from rag.grounding import Evidence, judge
-from rag.lexical import LexicalIndex
+from rag.answering import grounding
+from rag.answering.grounding import Evidence, judge
+from rag.indexing.embedding import EmbedderPool
+from rag.indexing.lexical import LexicalIndex
 from rag.service import RagService
 
 TEXTS = {
@@ -86,7 +86,15 @@ def test_fixed_mini_set_answerable_found_off_topic_not(  # type: ignore[no-untyp
     make_settings, embedders: EmbedderPool, git_repo
 ) -> None:
     package = Path(__file__).resolve().parent.parent / "rag"
-    names = ("store.py", "lexical.py", "generation.py", "scheduler.py", "retrieval.py", "config.py")
+    names = (
+        "indexing/store.py",
+        "indexing/lexical.py",
+        "indexing/changelog.py",
+        "answering/generation.py",
+        "ops/scheduler.py",
+        "answering/retrieval.py",
+        "config.py",
+    )
     git_repo({f"rag/{n}": (package / n).read_text(encoding="utf-8") for n in names})
     service = RagService(make_settings(), embedders=embedders)
     (report,) = service.ingest(["code"])

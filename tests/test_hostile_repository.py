@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import EmbedderPool
+from rag.indexing.embedding import EmbedderPool
 from rag.service import RagService
 from rag.sources.repository import RepositorySource
 from tests.conftest import git

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import EmbedderPool
 from rag.errors import IngestBusyError
+from rag.indexing.embedding import EmbedderPool
 from rag.models import IngestReport
 from rag.service import RagService
 from tests.conftest import git, write_files

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from rag.lexical import LexicalIndex, LexicalIndexes, bump_generation, collection_stamp, tokenize
+from rag.answering.retrieval import rrf_fuse
+from rag.indexing.changelog import bump_generation, collection_stamp
+from rag.indexing.lexical import LexicalIndex, LexicalIndexes, tokenize
+from rag.indexing.store import VectorStore, chunk_id
 from rag.models import Chunk
-from rag.retrieval import rrf_fuse
-from rag.store import VectorStore, chunk_id
 
 
 def test_tokenizer_splits_camel_and_snake_case_and_keeps_the_whole_identifier() -> None:

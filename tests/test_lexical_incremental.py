@@ -8,17 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.lexical import (
-    COUNT_CHECK_SECONDS,
-    MAX_LOG_IDS,
-    LexicalIndex,
-    LexicalIndexes,
-    logged_change,
-    read_log,
-    record_change,
-)
+from rag.indexing.changelog import MAX_LOG_IDS, logged_change, read_log, record_change
+from rag.indexing.lexical import COUNT_CHECK_SECONDS, LexicalIndex, LexicalIndexes
+from rag.indexing.store import Collection, VectorStore, chunk_id
 from rag.models import Chunk
-from rag.store import Collection, VectorStore, chunk_id
 
 ROOT = Path(__file__).resolve().parent.parent
 QUERIES = [

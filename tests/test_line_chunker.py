@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from rag.chunking import LineChunker, markdown_sections
-from rag.embedding import EmbedderPool
+from rag.indexing.chunking import LineChunker, markdown_sections
+from rag.indexing.embedding import EmbedderPool
 from rag.models import Document
 
 

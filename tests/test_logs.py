@@ -90,7 +90,7 @@ def test_secrets_never_reach_the_log_output(
 def test_ordinary_messages_are_left_alone(configured: Any, capfd: pytest.CaptureFixture[str]) -> None:
     configured()
     message = "ingested 12 documents (token limit 256) in 3.2s from local repository /srv/repo"
-    logging.getLogger("rag.ingest").info(message)
+    logging.getLogger("rag.indexing.ingest").info(message)
     assert message in capfd.readouterr().err
 
 

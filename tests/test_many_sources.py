@@ -15,8 +15,8 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
 from rag.config import Settings
-from rag.embedding import EmbedderPool
-from rag.scheduler import start_scheduler
+from rag.indexing.embedding import EmbedderPool
+from rag.ops.scheduler import start_scheduler
 from rag.service import RagService
 from tests.conftest import git, write_files
 from tests.fakes.hash_embedder import HashEmbedder

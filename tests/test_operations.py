@@ -23,13 +23,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import SlackBot
-from bot.feedback import CSV_COLUMNS, feedback_path, parse_duration, read_votes
-from bot.liveness import STALE_AFTER_SECONDS, problem, read_heartbeat
+from bot.feedback import CSV_COLUMNS, feedback_path, parse_duration, purge_slack_data, read_votes
 from bot.memory import AnswerLog, SlackState, ThreadMemory
 from rag.config import Settings
-from rag.metrics import LLM_ERROR_KINDS, Metrics, llm_error_kind, serve_metrics
 from rag.models import Answer, Hit
-from rag.retention import purge
+from rag.ops.liveness import STALE_AFTER_SECONDS, problem, read_heartbeat
+from rag.ops.metrics import LLM_ERROR_KINDS, Metrics, llm_error_kind, serve_metrics
+from rag.ops.retention import purge
 from rag.service import RagService
 from tests.conftest import CONTRACT_VARS
 from tests.fakes.llm_server import FakeLLM
@@ -353,12 +353,12 @@ def test_retention_deletes_turns_answers_and_votes_older_than_the_setting(
     state.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)", ("C", "9", old, "old question", "old answer"))
     state.execute("UPDATE answers SET created = ? WHERE answer_id = 'a2'", (old,))
 
-    assert purge(settings) == {"turns": 1, "answers": 1, "votes": 1}
+    assert purge(settings, [purge_slack_data]) == {"turns": 1, "answers": 1, "votes": 1}
     assert memory.knows("C", "1") and not memory.knows("C", "9")
     assert AnswerLog(state).answer("a1") is not None and AnswerLog(state).answer("a2") is None
     votes = read_votes(feedback_path(data_dir))
     assert {v.user for v in votes} == {"U1", "U2"} and len(votes) == 3
-    assert purge(settings) == {"turns": 0, "answers": 0, "votes": 0}
+    assert purge(settings, [purge_slack_data]) == {"turns": 0, "answers": 0, "votes": 0}
     AnswerLog(state).record_vote("a1", user="U3", vote="up")  # the log still takes votes
     assert len(read_votes(feedback_path(data_dir))) == 4
 

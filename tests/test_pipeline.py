@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rag.pipeline import prefetch
+from rag.indexing.pipeline import prefetch
 
 
 def test_items_arrive_in_order_from_another_thread() -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from rag.answering.ranking import chunk_indexes, diversify, intent_of, merge, prior, rerank, role_of
 from rag.models import Hit
-from rag.ranking import chunk_indexes, diversify, intent_of, merge, prior, rerank, role_of
 
 
 def hit(path: str, start: int, end: int, score: float, text: str = "x = 1", index: int | None = None) -> Hit:
@@ -19,7 +19,7 @@ def test_intent_defaults_to_the_implementation_and_follows_test_and_doc_words() 
 
 
 def test_roles_from_paths() -> None:
-    assert role_of(hit("rag/store.py", 1, 5, 1)) == "source"
+    assert role_of(hit("rag/indexing/store.py", 1, 5, 1)) == "source"
     assert role_of(hit("tests/test_lexical.py", 1, 5, 1)) == "test"
     assert role_of(hit("pkg/store_test.go", 1, 5, 1)) == "test"
     assert role_of(hit("src/app.spec.ts", 1, 5, 1)) == "test"
@@ -37,20 +37,20 @@ def test_where_question_ranks_the_definition_above_tests_and_docs() -> None:
         hit("tests/test_lexical.py", 1, 20, 0.30, "def test_chunk_ids():\n    assert chunk_id(...)"),
         hit("docs/retrieval.md", 1, 20, 0.29, "Chunk ids are computed from ..."),
         hit("docs/interface.md", 1, 20, 0.28, "chunk ids"),
-        hit("rag/store.py", 20, 28, 0.27, "def chunk_id(source, doc_id, index):\n    return ..."),
+        hit("rag/indexing/store.py", 20, 28, 0.27, "def chunk_id(source, doc_id, index):\n    return ..."),
     ]
     ranked = rerank("where are chunk ids computed?", fused, top_k=4)
-    assert ranked[0].path == "rag/store.py"
+    assert ranked[0].path == "rag/indexing/store.py"
     assert prior("implementation", fused[3]) > prior("implementation", fused[0])
 
 
 def test_a_question_about_tests_ranks_tests_first() -> None:
     fused = [
-        hit("rag/lexical.py", 1, 20, 0.30, "def tokenize(text):"),
+        hit("rag/indexing/lexical.py", 1, 20, 0.30, "def tokenize(text):"),
         hit("tests/test_lexical.py", 1, 20, 0.25, "def test_tokenize_splits_identifiers():"),
     ]
     ranked = rerank("which tests check that tokenize splits identifiers?", fused, top_k=2)
-    assert [h.path for h in ranked] == ["tests/test_lexical.py", "rag/lexical.py"]
+    assert [h.path for h in ranked] == ["tests/test_lexical.py", "rag/indexing/lexical.py"]
 
 
 def test_at_most_two_separate_places_per_file() -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from bot.app import SlackBot
+from rag.answering.generation import SYSTEM_PROMPT
 from rag.config import Settings
-from rag.generation import SYSTEM_PROMPT
 from rag.service import RagService
 from tests.fakes.confluence_server import PASSWORD, USERNAME, FakeConfluence
 from tests.fakes.llm_server import FakeLLM

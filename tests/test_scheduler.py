@@ -15,20 +15,20 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-import rag.ingest
+import rag.indexing.ingest
 from rag.config import Settings
-from rag.embedding import EmbedderPool
 from rag.errors import ConfigError
-from rag.locking import IngestLock
-from rag.scheduler import (
+from rag.indexing.embedding import EmbedderPool
+from rag.indexing.locking import IngestLock
+from rag.ops.scheduler import (
     RECORD_FILE,
     read_record,
     scheduler_status,
     start_for_bot,
     start_scheduler,
 )
+from rag.ops.triggers import build_trigger, crontab_day_of_week
 from rag.service import RagService
-from rag.triggers import build_trigger, crontab_day_of_week
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 90.0, what: str = "condition") -> Any:
@@ -247,7 +247,7 @@ def test_a_cancelled_ingest_leaves_a_consistent_index(
     }
     repo = git_repo(files)
     settings = make_settings(code_repo_path=repo)
-    monkeypatch.setattr(rag.ingest, "FLUSH_CHUNKS", 4)  # several flushes before the cancel
+    monkeypatch.setattr(rag.indexing.ingest, "FLUSH_CHUNKS", 4)  # several flushes before the cancel
     service = service_for(settings)
 
     def cancel_midway(_source: str, done: int, _total: int) -> None:
@@ -287,7 +287,7 @@ def test_shutdown_interrupts_the_ingest_in_flight(
     }
     repo = git_repo(files)
     settings = make_settings(code_repo_path=repo)
-    monkeypatch.setattr(rag.ingest, "FLUSH_CHUNKS", 4)
+    monkeypatch.setattr(rag.indexing.ingest, "FLUSH_CHUNKS", 4)
     service = service_for(settings)
     started = threading.Event()
     original = service.ingestor.run_source
@@ -336,16 +336,16 @@ def test_start_up_ingest_waits_for_a_store_that_starts_later(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import rag.scheduler
+    import rag.ops.scheduler
     from tests.servers import ChromaServer, free_port
 
-    monkeypatch.setattr(rag.scheduler, "STARTUP_RETRY_SECONDS", 0.5)
+    monkeypatch.setattr(rag.ops.scheduler, "STARTUP_RETRY_SECONDS", 0.5)
     repo = git_repo({"app.py": "def hello():\n    return 'hi'\n"})
     port = free_port()
     settings = make_settings(code_repo_path=repo, chroma_host="127.0.0.1", chroma_port=port)
     service = service_for(settings)
     chroma = ChromaServer(tmp_path / "chroma-server", port=port)
-    with caplog.at_level(logging.WARNING, logger="rag.scheduler"):
+    with caplog.at_level(logging.WARNING, logger="rag.ops.scheduler"):
         handle = start_scheduler(settings, service, trigger=IntervalTrigger(hours=1))
         try:
             wait_for(

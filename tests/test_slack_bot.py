@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from bot.app import SlackBot
+from rag.answering.generation import REWRITE_PROMPT
 from rag.config import Settings
-from rag.generation import REWRITE_PROMPT
-from rag.locking import IngestLock
+from rag.indexing.locking import IngestLock
 from rag.service import RagService
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_server import BOT_USER, FakeSlack

@@ -18,9 +18,9 @@ from rag.models import Answer, Hit, IngestReport, Turn
 def hit(source: str = "code", **kw: object) -> Hit:
     values: dict[str, object] = {
         "source": source,
-        "title": "rag/ingest.py",
+        "title": "rag/indexing/ingest.py",
         "url": "https://git.example.com/r/blob/abc/rag/ingest.py#L10-L42",
-        "path": "rag/ingest.py",
+        "path": "rag/indexing/ingest.py",
         "start_line": 10,
         "end_line": 42,
         "score": 0.5,
@@ -76,7 +76,7 @@ def test_sources_link_code_lines_and_confluence_titles() -> None:
     page = hit("confluence", title="Deploying <the> API", url="https://wiki/x/pages/1", path=None)
     unlinked = hit(url=None, path="a|b.py", start_line=1, end_line=3)
     text = formatting.sources_text([hit(), page, unlinked])
-    assert "[1] <https://git.example.com/r/blob/abc/rag/ingest.py#L10-L42|rag/ingest.py:10-42>" in text
+    assert "[1] <https://git.example.com/r/blob/abc/rag/ingest.py#L10-L42|rag/indexing/ingest.py:10-42>" in text
     assert "[2] <https://wiki/x/pages/1|Deploying &lt;the&gt; API> · _Confluence_" in text
     assert "[3] `a|b.py:1-3`" in text
 
@@ -107,7 +107,7 @@ def test_a_not_found_answer_shows_its_nearest_passages_as_closest_matches() -> N
     assert blocks[0]["text"]["text"].startswith("The indexed sources (code) don't cover")
     contexts = [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
     assert contexts and contexts[-1].startswith("*Closest matches*")
-    assert "rag/ingest.py:10-42" in contexts[-1]
+    assert "rag/indexing/ingest.py:10-42" in contexts[-1]
     assert not any("*Sources*" in b["text"]["text"] for b in blocks if b["type"] == "section")
 
 
@@ -186,7 +186,7 @@ def test_votes_are_recorded_with_question_answer_and_sources(tmp_path: Path) -> 
     log.record_vote("id1", user="UB", vote="up")
     entry = json.loads(log.feedback_path.read_text())
     assert entry["vote"] == "up" and entry["question"] == "q?" and entry["answer"] == "a."
-    assert entry["sources"][0]["path"] == "rag/ingest.py" and "text" not in entry["sources"][0]
+    assert entry["sources"][0]["path"] == "rag/indexing/ingest.py" and "text" not in entry["sources"][0]
 
 
 # ----- safety ----------------------------------------------------------------------------------

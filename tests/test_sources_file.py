@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ConfigError
-from rag.sources.registry import ConfluenceSpec, RepositorySpec, SourceRegistry
+from rag.sources.registry import SourceRegistry
+from rag.sources.specs import ConfluenceSpec, RepositorySpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.embedding import EmbedderPool
+from rag.indexing.embedding import EmbedderPool
 from rag.service import RagService
 from tests.fakes.hash_embedder import HashEmbedder
 

@@ -123,7 +123,7 @@ def test_a_cli_ingest_is_refused_while_another_process_ingests(tmp_path: Path) -
         [
             sys.executable,
             "-c",
-            "import sys; from pathlib import Path; from rag.locking import IngestLock\n"
+            "import sys; from pathlib import Path; from rag.indexing.locking import IngestLock\n"
             "lock = IngestLock(Path(sys.argv[1]), holder='scheduler'); lock.acquire()\n"
             "print('held', flush=True); sys.stdin.read(); lock.release()",
             str(tmp_path / "data"),

@@ -8,13 +8,11 @@ sources (ingest, retrieval, status, the scheduler, Slack, the HTTP API) asks thi
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from rag.errors import ConfigError
 from rag.sources.file import (
@@ -23,6 +21,14 @@ from rag.sources.file import (
     entry_label,
     error_line,
     parse_sources_file,
+)
+from rag.sources.specs import (
+    ChannelScope,
+    ConfluenceSettingNames,
+    ConfluenceSpec,
+    RepositorySpec,
+    SlackScopes,
+    SourceSpec,
 )
 from rag.sources.weblinks import derive_web_url
 
@@ -33,98 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE = Path("ragbot.toml")
-
-
-@dataclass(frozen=True)
-class RepositorySpec:
-    """A code repository: a local checkout (`path`) or a git URL to clone (`url`, `branch`)."""
-
-    name: str
-    path: Path | None = None
-    url: str | None = None
-    branch: str | None = None
-    web_url: str | None = None
-    interval_minutes: int | None = None
-    kind: ClassVar[str] = "code"
-
-    def location(self) -> str:
-        from rag.sources.repository import redact_url
-
-        if self.url:
-            return redact_url(self.url) + (f" ({self.branch})" if self.branch else "")
-        return str(self.path)
-
-
-@dataclass(frozen=True)
-class ConfluenceSettingNames:
-    """What a Confluence source's messages call its settings, so that an error names the thing
-    to fix: the v1 environment variables, or a sources file's table and keys."""
-
-    url: str = "CONFLUENCE_URL"
-    spaces: str = "CONFLUENCE_SPACE"
-    username: str = "CONFLUENCE_USERNAME"
-    password: str = "CONFLUENCE_PASSWORD"  # noqa: S105 - the variable's name, not its value
-    token: str = "CONFLUENCE_TOKEN"  # noqa: S105 - likewise
-    include_restricted: str = "CONFLUENCE_INCLUDE_RESTRICTED=true"
-
-    @classmethod
-    def in_file(
-        cls, file: Path, label: str, env: dict[str, str | None]
-    ) -> ConfluenceSettingNames:
-        """Names for a `[[confluence]]` table; credentials are environment variables either way
-        (`username_env` etc. when set, else the v1 names)."""
-        where = f"{file}: {label}"
-        return cls(
-            url=f"{where}, key url",
-            spaces=f"{where}, key spaces",
-            username=env.get("username") or cls.username,
-            password=env.get("password") or cls.password,
-            token=env.get("token") or cls.token,
-            include_restricted=f"include_restricted = true in {where}",
-        )
-
-
-@dataclass(frozen=True)
-class ConfluenceSpec:
-    """One Confluence site and the spaces to index from it."""
-
-    name: str
-    url: str
-    spaces: tuple[str, ...] = ()
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    token: str | None = field(default=None, repr=False)
-    include_restricted: bool = False
-    interval_minutes: int | None = None
-    names: ConfluenceSettingNames = field(default_factory=ConfluenceSettingNames)
-    kind: ClassVar[str] = "confluence"
-
-    def location(self) -> str:
-        return f"{self.url} ({', '.join(self.spaces) or 'no space'})"
-
-
-SourceSpec = RepositorySpec | ConfluenceSpec
-
-
-@dataclass(frozen=True)
-class ChannelScope:
-    """`[[slack.channel]]`: the sources a channel's questions may search."""
-
-    channel_id: str
-    sources: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class SlackScopes:
-    allowed_channels: tuple[str, ...] = ()
-    channels: tuple[ChannelScope, ...] = ()
-
-    def sources_for(self, channel_id: str) -> tuple[str, ...] | None:
-        """The source names a channel may search, or None for every source."""
-        for scope in self.channels:
-            if scope.channel_id == channel_id:
-                return scope.sources
-        return None
 
 
 class SourceRegistry:
@@ -213,15 +127,6 @@ class SourceRegistry:
         from rag.sources.confluence import ConfluenceSource
 
         return ConfluenceSource.from_spec(spec)
-
-
-def clone_dir_for(settings: Settings, spec: RepositorySpec) -> Path:
-    """Where a source's git URL is cloned: one folder per source under RAGBOT_DATA_DIR/repos."""
-    assert spec.url is not None
-    # The v1 source `code` keeps its v1 folder (keyed by URL alone), so an upgrade does not re-clone.
-    key = spec.url if spec.name == "code" else f"{spec.name}\0{spec.url}"
-    slug = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return settings.ragbot_data_dir / "repos" / slug
 
 
 # ----- v1 variables ---------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import subprocess
 from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
@@ -21,16 +20,17 @@ from rag.sources.repository_files import (
     language_for,
     skip_reason_for_path,
 )
+from rag.sources.specs import RepositorySpec, clone_dir_for, redact_url
 from rag.sources.weblinks import file_url as web_file_url
 
 if TYPE_CHECKING:
     from rag.config import Settings
-    from rag.sources.registry import RepositorySpec
 
 log = logging.getLogger(__name__)
 
 MAX_FILE_BYTES = 1_000_000
 GIT_TIMEOUT_SECONDS = 600
+
 
 def _git(args: list[str], cwd: Path | None = None, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true"}
@@ -52,10 +52,6 @@ def _git(args: list[str], cwd: Path | None = None, timeout: float = GIT_TIMEOUT_
         last = next((line for line in reversed(message) if line.strip()), "failed")
         raise SourceError(f"git {args[0]}: {last}")
     return done.stdout.decode("utf-8", "surrogateescape")
-
-
-def redact_url(url: str) -> str:
-    return re.sub(r"//[^/@]+@", "//***@", url)
 
 
 class RepositorySource:
@@ -87,8 +83,6 @@ class RepositorySource:
 
     @classmethod
     def from_spec(cls, spec: RepositorySpec, settings: Settings) -> RepositorySource:
-        from rag.sources.registry import clone_dir_for
-
         return cls(
             name=spec.name,
             path=spec.path or Path("."),
@@ -101,8 +95,6 @@ class RepositorySource:
     @classmethod
     def from_settings(cls, settings: Settings) -> RepositorySource:
         """The v1 repository `code` (CODE_REPO_*)."""
-        from rag.sources.registry import RepositorySpec
-
         spec = RepositorySpec(
             name="code",
             path=settings.code_repo_path,

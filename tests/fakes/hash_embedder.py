@@ -7,7 +7,7 @@ import math
 import re
 from collections.abc import Sequence
 
-from rag.embedding import Embedder
+from rag.indexing.embedding import Embedder
 
 
 class HashEmbedder(Embedder):

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from rag.lexical import LexicalIndex, tokenize
+from rag.indexing.lexical import LexicalIndex, tokenize
 
 #: How many of each ranking's best hits the agreement feature compares.
 AGREEMENT_DEPTH = 5
@@ -23,7 +23,7 @@ FEATURES = ("dense_top", "dense_mean3", "bm25_share", "agreement", "unknown_shar
 
 # Fitted by benchmarks/grounding_tune.py on the tune split (standardised features → logit),
 # 2026-12-01, bundled all-MiniLM-L6-v2 (per-channel int8, the default since issue 13) and the
-# BM25 of rag.lexical; refitted when the int8 scheme changed the dense scores; docs/retrieval.md.
+# BM25 of rag.indexing.lexical; refitted when the int8 scheme changed the dense scores; docs/retrieval.md.
 MEANS = (0.4548, 0.4191, 0.494, 0.3559, 0.0847)
 SCALES = (0.1283, 0.1179, 0.1651, 0.279, 0.186)
 WEIGHTS = (0.5508, 0.8979, 1.2757, 0.2933, -1.3112)

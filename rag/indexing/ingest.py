@@ -15,19 +15,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from rag.chunking import LineChunker, SyntaxChunker
 from rag.config import KINDS, Settings
-from rag.embedding import Embedder, EmbedderPool
 from rag.errors import ConfigError, IngestCancelled, ModelError, RagError, StoreError
-from rag.lexical import LexicalIndexes, logged_change
-from rag.locking import IngestLock
+from rag.indexing.changelog import logged_change
+from rag.indexing.chunking import LineChunker, SyntaxChunker
+from rag.indexing.embedding import Embedder, EmbedderPool
+from rag.indexing.lexical import LexicalIndexes
+from rag.indexing.locking import IngestLock
+from rag.indexing.pipeline import prefetch
+from rag.indexing.state import StateDB
+from rag.indexing.store import Collection, DocumentState, VectorStore, chunk_id
 from rag.models import Chunk, Document, IngestReport
-from rag.pipeline import prefetch
 from rag.secrets import redact
 from rag.sources.base import DocumentRef, LoadFailure, Source
-from rag.sources.registry import SourceRegistry, SourceSpec
-from rag.state import StateDB
-from rag.store import Collection, DocumentState, VectorStore, chunk_id
+from rag.sources.registry import SourceRegistry
+from rag.sources.specs import SourceSpec
 
 log = logging.getLogger(__name__)
 

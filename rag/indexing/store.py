@@ -320,7 +320,7 @@ class VectorStore:
             collection = Collection(raw, self.client.get_max_batch_size(), self.client)
             if name not in self._migrated:
                 if collection.migrate_layout(kind):
-                    from rag.lexical import bump_generation
+                    from rag.indexing.changelog import bump_generation
 
                     bump_generation(collection)  # BM25 indexes must learn the source names
                 self._migrated.add(name)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from rag.answering.grounding import Evidence
+from rag.answering.ranking import POOL_FACTOR, rerank
 from rag.config import KINDS, Settings
-from rag.embedding import EmbedderPool
-from rag.grounding import Evidence
-from rag.lexical import LexicalIndexes
+from rag.indexing.embedding import EmbedderPool
+from rag.indexing.lexical import LexicalIndexes
+from rag.indexing.store import Collection, Record, VectorStore
 from rag.models import Hit
-from rag.ranking import POOL_FACTOR, rerank
 from rag.sources.registry import SourceRegistry
-from rag.store import Collection, Record, VectorStore
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +66,11 @@ class Retriever:
     """Finds the chunks most relevant to a question across the indexed sources.
 
     Hybrid: per kind's collection, a dense ranking (Chroma, cosine) and a BM25 ranking
-    (rag.lexical) of `candidates` chunks each, both narrowed to the requested sources by their
+    (rag.indexing.lexical) of `candidates` chunks each, both narrowed to the requested sources by their
     `source_name` inside the search (Chroma `where`, a BM25 score mask) — never by dropping hits
     afterwards, so nothing of another source reaches the answer. All rankings are fused by
     weighted reciprocal rank, and the fused score is the hit's score. The weights were tuned on
-    the contextual-code set (docs/retrieval.md). Then rag.ranking applies the
+    the contextual-code set (docs/retrieval.md). Then rag.answering.ranking applies the
     implementation-first prior to the fused score and makes the top k diverse (merging adjacent
     chunks of a file into one hit).
     """
@@ -96,7 +96,7 @@ class Retriever:
         )
         self.dense_weight = dense_weight
         self.lexical_weight = lexical_weight
-        #: Implementation-first prior and per-file diversity after fusion (rag.ranking).
+        #: Implementation-first prior and per-file diversity after fusion (rag.answering.ranking).
         self.ranking = ranking
 
     def search(

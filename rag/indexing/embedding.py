@@ -1,11 +1,16 @@
-"""Embedders: one abstract method, `embed_batch`; batching, ordering and queries derive from it."""
+"""Embedders: one abstract method, `embed_batch`; batching, ordering and queries derive from it.
+
+This module owns the `Embedder` interface, `TransformersEmbedder` (lazy, thread-safe loading of a
+Hugging Face model onto its device, token counting, batched embedding and the query cache), and
+`EmbedderPool`, which shares one embedder per model across ingest and retrieval. What differs
+between model families lives in `rag.indexing.embedding_families`, int8 quantisation in
+`rag.indexing.embedding_int8`, and device choice in `rag.indexing.devices`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
-import json
 import logging
 import re
 import threading
@@ -15,12 +20,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.devices import DeviceProfile, device_profile, resolve_device
 from rag.errors import ModelError
+from rag.indexing.devices import DeviceProfile, device_profile, resolve_device
+from rag.indexing.embedding_families import (
+    build_model,
+    config_for,
+    detect_family,
+    pool,
+    query_prefix_for,
+    read_model_json,
+    token_limit_for,
+)
+from rag.indexing.embedding_int8 import quantize_linear
 
 if TYPE_CHECKING:
-    import torch
-
     from rag.config import Settings
 
 log = logging.getLogger(__name__)
@@ -109,14 +122,13 @@ class Embedder(ABC):
         return self.embed_batch([self.query_prefix + text])[0]
 
 
-CODERANK_QUERY_PREFIX = "Represent this query for searching relevant code: "
 QUERY_CACHE_SIZE = 256
 
 
 class TransformersEmbedder(Embedder):
     """A Hugging Face model run with transformers/torch, loaded lazily on first use.
 
-    Families (detected from the model's files, see `detect_family`):
+    Families (detected from the model's files, see `rag.indexing.embedding_families`):
     - `mean`: encoder models (BERT, MiniLM, RoBERTa, ...) mean-pooled over the attention mask;
     - `cls`: encoders whose sentence-transformers pooling config says CLS. nomic-ai/CodeRankEmbed
       is one: its NomicBERT config (Nomic's own field names) is mapped onto transformers' native
@@ -201,15 +213,15 @@ class TransformersEmbedder(Embedder):
 
                 location = self._location()
                 try:
-                    raw = _read_json(location, "config.json")
-                    family, remote = detect_family(raw, _read_json(location, "1_Pooling/config.json"))
+                    raw = read_model_json(location, "config.json")
+                    family, remote = detect_family(raw, read_model_json(location, "1_Pooling/config.json"))
                     if remote and not self.trust_remote_code:
                         raise ModelError(
                             f"embedding model {self.name!r} needs its own code from the model hub "
                             f"(architecture {raw.get('model_type')!r}); set RAGBOT_TRUST_REMOTE_CODE=true "
                             "to allow running it"
                         )
-                    config = _config_for(location, raw, family, trust_remote_code=remote)
+                    config = config_for(location, raw, family, trust_remote_code=remote)
                     tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=remote)
                 except ModelError:
                     raise
@@ -220,8 +232,8 @@ class TransformersEmbedder(Embedder):
                 self._family = family
                 self._remote_code = remote
                 self._config = config
-                self.query_prefix = _query_prefix(location, self.name)
-                self.max_tokens = _max_tokens(location, config, tokenizer)
+                self.query_prefix = query_prefix_for(location, self.name)
+                self.max_tokens = token_limit_for(location, config, tokenizer)
                 self._tokenizer = tokenizer
         return self._tokenizer
 
@@ -239,7 +251,9 @@ class TransformersEmbedder(Embedder):
                     torch.set_num_threads(self.threads)
                 location = self._location()
                 try:
-                    model, projection = self._build(location)
+                    model, projection = build_model(
+                        location, self._family, self._config, trust_remote_code=self._remote_code
+                    )
                 except ModelError:
                     raise
                 except Exception as e:
@@ -266,18 +280,6 @@ class TransformersEmbedder(Embedder):
                     f", {profile.variant}" if profile.variant else "",
                 )
         return self._model
-
-    def _build(self, location: str) -> tuple[Any, Any]:
-        import transformers
-
-        if self._family == "codet5p-embedding":
-            return load_codet5p_embedding(location)
-        if self._family == "t5-encoder-mean":
-            return transformers.T5EncoderModel.from_pretrained(location), None
-        kwargs: dict[str, Any] = {"trust_remote_code": self._remote_code}
-        if self._config is not None and getattr(self._config, "model_type", "") == "nomic_bert":
-            kwargs["config"] = self._config  # native NomicBERT; weights renamed on load by transformers
-        return transformers.AutoModel.from_pretrained(location, **kwargs), None
 
     def load(self) -> None:
         """Load now (e.g. at start-up) instead of on first use."""
@@ -332,195 +334,6 @@ class TransformersEmbedder(Embedder):
             if len(self._query_cache) > QUERY_CACHE_SIZE:
                 self._query_cache.popitem(last=False)
         return vector
-
-
-def detect_family(config: dict[str, Any], pooling: dict[str, Any]) -> tuple[str, bool]:
-    """(family, needs remote code) from config.json and the sentence-transformers pooling config."""
-    architectures = config.get("architectures") or []
-    model_type = str(config.get("model_type", ""))
-    if model_type == "codet5p_embedding" or "CodeT5pEmbeddingModel" in architectures:
-        return "codet5p-embedding", False
-    if config.get("is_encoder_decoder") or model_type in ("t5", "mt5", "umt5"):
-        return "t5-encoder-mean", False
-    family = "cls" if pooling.get("pooling_mode_cls_token") else "mean"
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
-
-    return family, model_type not in CONFIG_MAPPING
-
-
-def pool(family: str, hidden: torch.Tensor, mask: torch.Tensor, projection: Any = None) -> torch.Tensor:
-    """The family's sentence vector from the last hidden states, L2-normalised."""
-    import torch
-
-    first_token = family in ("cls", "codet5p-embedding")
-    vectors = hidden[:, 0] if first_token else mean_pool(hidden, mask)
-    if projection is not None:
-        vectors = projection(vectors)
-    return torch.nn.functional.normalize(vectors, p=2, dim=1)
-
-
-def load_codet5p_embedding(location: str) -> tuple[Any, Any]:
-    """CodeT5+ embedding weights in transformers' T5EncoderModel + a Linear projection (no hub code)."""
-    import torch
-    import transformers
-
-    raw = _read_json(location, "config.json")
-    config = _t5_config(raw)
-    encoder = transformers.T5EncoderModel(config)
-    state = _load_state_dict(location)
-    projection = torch.nn.Linear(config.d_model, int(raw.get("embed_dim", 256)))
-    projection.load_state_dict({"weight": state.pop("proj.weight"), "bias": state.pop("proj.bias")})
-    if "encoder.embed_tokens.weight" not in state and "shared.weight" in state:
-        state["encoder.embed_tokens.weight"] = state["shared.weight"]
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("embed_tokens.weight")]
-    if missing or unexpected:
-        raise ModelError(
-            f"{location}: not a CodeT5+ embedding checkpoint "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    projection.eval()
-    return encoder, projection
-
-
-def quantize_linear(model: Any) -> Any:
-    """Dynamic int8 Linear layers with per-channel weight scales; down-projections stay float32.
-
-    Measured on ragbot's own code chunks (MiniLM, mean cosine to the float32 vectors): one
-    scale per matrix 0.901, one per output channel 0.974, and per-channel with the feed-forward
-    down-projections (in_features > out_features: they read the GELU outputs, whose outliers
-    one activation scale per batch cannot hold) kept float32 0.989 (docs/retrieval.md). Where
-    torch lacks the eager quantisation API, the float32 model is kept.
-    """
-    import warnings
-
-    import torch
-
-    try:
-        from torch.ao.quantization import per_channel_dynamic_qconfig
-
-        spec = {
-            name: per_channel_dynamic_qconfig
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module.in_features <= module.out_features
-        }
-        with warnings.catch_warnings():
-            # torch announces the eager quantisation API's future removal on every call; a
-            # user-facing command must not print that (the float32 fallback covers its removal).
-            warnings.filterwarnings("ignore", message=r".*(torch\.ao\.quantization|quantized tensor).*")
-            return torch.ao.quantization.quantize_dynamic(model, spec, dtype=torch.qint8)
-    except (AttributeError, ImportError, RuntimeError, NotImplementedError) as e:
-        log.warning("int8 quantisation unavailable (%s); using float32", e)
-        return model
-
-
-def _t5_config(raw: dict[str, Any]) -> Any:
-    import transformers
-
-    fields = {
-        k: v for k, v in raw.items() if k not in ("architectures", "auto_map", "model_type", "embed_dim")
-    }
-    fields["is_encoder_decoder"] = False
-    fields["use_cache"] = False
-    return transformers.T5Config(**fields)
-
-
-#: Nomic's own config names (CodeRankEmbed, nomic-embed-*) → transformers' native NomicBertConfig.
-_NOMIC_NAMES = {
-    "n_embd": "hidden_size",
-    "n_layer": "num_hidden_layers",
-    "n_head": "num_attention_heads",
-    "n_inner": "intermediate_size",
-    "n_positions": "max_position_embeddings",
-    "layer_norm_epsilon": "layer_norm_eps",
-    "vocab_size": "vocab_size",
-    "type_vocab_size": "type_vocab_size",
-    "pad_token_id": "pad_token_id",
-}
-
-
-def _nomic_config(raw: dict[str, Any]) -> Any:
-    """CodeRankEmbed's config in transformers' native NomicBERT terms, so no hub code is needed."""
-    from transformers import NomicBertConfig
-
-    fields = {new: raw[old] for old, new in _NOMIC_NAMES.items() if raw.get(old) is not None}
-    if raw.get("rotary_emb_base"):
-        fields["rope_parameters"] = {"rope_type": "default", "rope_theta": float(raw["rotary_emb_base"])}
-    return NomicBertConfig(**fields)
-
-
-def _config_for(location: str, raw: dict[str, Any], family: str, *, trust_remote_code: bool) -> Any:
-    if family == "codet5p-embedding":
-        return _t5_config(raw)
-    if raw.get("model_type") == "nomic_bert" and "n_embd" in raw:
-        return _nomic_config(raw)
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
-
-
-def _load_state_dict(location: str) -> dict[str, Any]:
-    from transformers.utils import cached_file
-
-    safetensors = cached_file(location, "model.safetensors", _raise_exceptions_for_missing_entries=False)
-    if safetensors:
-        from safetensors.torch import load_file
-
-        return dict(load_file(safetensors))
-    import torch
-
-    binary = cached_file(location, "pytorch_model.bin")
-    if binary is None:
-        raise ModelError(f"{location}: no model.safetensors or pytorch_model.bin")
-    return dict(torch.load(binary, map_location="cpu", weights_only=True))
-
-
-def _read_json(location: str, filename: str) -> dict[str, Any]:
-    """A JSON file of the model (local directory or hub cache); {} when it has none."""
-    from transformers.utils import cached_file
-
-    try:
-        path = cached_file(location, filename, _raise_exceptions_for_missing_entries=False)
-    except OSError:
-        path = None
-    if not path:
-        return {}
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _query_prefix(location: str, name: str) -> str:
-    prompts = _read_json(location, "config_sentence_transformers.json").get("prompts") or {}
-    if isinstance(prompts, dict) and isinstance(prompts.get("query"), str):
-        return str(prompts["query"])
-    if "coderankembed" in name.lower():
-        return CODERANK_QUERY_PREFIX
-    return ""
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Average of the token states that the attention mask keeps (padding excluded)."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    summed = (hidden * weights).sum(dim=1)
-    return summed / weights.sum(dim=1).clamp(min=1e-9)
-
-
-def _max_tokens(location: str, config: Any, tokenizer: Any) -> int:
-    limits = [512]
-    st_config = Path(location) / "sentence_bert_config.json"
-    if st_config.is_file():
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            limits.append(int(json.loads(st_config.read_text())["max_seq_length"]))
-    positions = getattr(config, "max_position_embeddings", None)
-    if isinstance(positions, int) and positions > 0:
-        limits.append(positions)
-    tok_max = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tok_max, int) and 0 < tok_max < 100_000:
-        limits.append(tok_max)
-    return min(limits)
 
 
 def _first_line(error: BaseException) -> str:

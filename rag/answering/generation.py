@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
-from rag.citations import clean_citations
+from rag.answering.citations import clean_citations
 from rag.config import Settings
 from rag.models import Answer, Hit, Turn
 

@@ -3,7 +3,7 @@
 Two locks keep replicas from stepping on each other:
 - the scheduler lock (`scheduler.lock` in RAGBOT_DATA_DIR), held for the scheduler's whole life,
   so a second `ragbot run`/`ragbot worker` on the same host stays idle (or, for `worker`, exits);
-- the single-flight ingest lock (rag/locking.py), taken by every ingest; a scheduled run that
+- the single-flight ingest lock (rag/indexing/locking.py), taken by every ingest; a scheduled run that
   finds it held (a `/ragingest` or `ragbot ingest` is running) is skipped and logged.
 
 The scheduler also writes `scheduler.json` (next run, heartbeat) so that `ragbot status` and
@@ -19,25 +19,44 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rag.config import Settings
 from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
-from rag.locking import IngestLock
-from rag.triggers import MAX_INTERVAL_JITTER_SECONDS, build_trigger, describe_schedule
+from rag.indexing.locking import IngestLock
+from rag.ops.triggers import MAX_INTERVAL_JITTER_SECONDS, build_trigger, describe_schedule
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.base import BaseScheduler
     from apscheduler.triggers.base import BaseTrigger
 
-    from rag.service import RagService
-    from rag.sources.registry import SourceSpec
+    from rag.indexing.embedding import EmbedderPool
+    from rag.indexing.ingest import Ingestor
+    from rag.indexing.store import VectorStore
+    from rag.models import IngestReport
+    from rag.sources.registry import SourceRegistry
+    from rag.sources.specs import SourceSpec
 
 log = logging.getLogger(__name__)
+
+
+class IndexService(Protocol):
+    """What the scheduler drives: rag.service.RagService is one (ops does not import the faces)."""
+
+    settings: Settings
+    registry: SourceRegistry
+    store: VectorStore
+    embedders: EmbedderPool
+    ingestor: Ingestor
+    scheduler: SchedulerHandle | None
+
+    def ingest(
+        self, targets: Sequence[str | SourceSpec], *, trigger: str = ..., prune_removed: bool | None = ...
+    ) -> list[IngestReport]: ...
 
 INGEST_JOB = "ingest"
 STARTUP_JOB = "startup-ingest"
@@ -63,7 +82,7 @@ class SchedulerHandle:
     def __init__(
         self,
         settings: Settings,
-        service: RagService | None,
+        service: IndexService | None,
         *,
         role: str = "run",
         scheduler: BaseScheduler | None = None,
@@ -218,7 +237,7 @@ class SchedulerHandle:
                 log.warning("cannot write %s: %s", path, e)
 
 
-def empty_sources(service: RagService) -> list[SourceSpec]:
+def empty_sources(service: IndexService) -> list[SourceSpec]:
     """Configured sources with nothing indexed yet (for the current embedding model)."""
     empty: list[SourceSpec] = []
     for spec in service.registry.specs:
@@ -231,7 +250,7 @@ def empty_sources(service: RagService) -> list[SourceSpec]:
 
 def start_scheduler(
     settings: Settings,
-    service: RagService,
+    service: IndexService,
     *,
     role: str = "run",
     trigger: BaseTrigger | None = None,
@@ -330,7 +349,7 @@ def start_scheduler(
     return handle
 
 
-def start_for_bot(settings: Settings, service: RagService) -> SchedulerHandle:
+def start_for_bot(settings: Settings, service: IndexService) -> SchedulerHandle:
     """`ragbot run`: the periodic ingest in the background unless RAGBOT_SCHEDULER=off.
 
     Call `handle.shutdown()` when the bot stops (SIGTERM/SIGINT).
@@ -365,7 +384,7 @@ def shutdown_signals() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def run_worker(settings: Settings, service: RagService) -> None:
+def run_worker(settings: Settings, service: IndexService) -> None:
     """`ragbot worker`: the scheduler alone, blocking until SIGTERM/SIGINT.
 
     Raises ConfigError when there is nothing to schedule and SchedulerBusyError when another

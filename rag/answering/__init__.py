@@ -1,0 +1,1 @@
+"""A question becomes an answer: retrieval, ranking, grounding, generation, citations, memory."""
