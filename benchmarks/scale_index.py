@@ -12,7 +12,8 @@ Steps (each prints one JSON line):
 1. build: write the chunks into embedded Chroma (or a `chroma run` server) through the same
    logged writes as ingest; a "bot" process builds its BM25 index (full rebuild, timed).
 2. delta: another process changes 1% of the chunks (a logged upsert); the bot process, still
-   running, answers its next question (timed: BM25 follows the log + dense + BM25 search), and
+   running, answers its next question (timed: BM25 follows the log, embedded Chroma reopens to
+   see the other process's vectors, dense + BM25 search), and
    a freshly started process with the bot's saved index answers one too (timed, incl. loading).
 3. latency: retrieval p50/p95 over 50 questions in the bot process; its resident memory.
 4. reingest (--reingest-files N): a git repo of N real files, ingested (hash embedder), then
@@ -186,12 +187,17 @@ def bot_process(work: Path, port: int | None, questions: int, marker: Path | Non
                     "step": "bot-after-1pct-ingest",
                     "next_question_s": round(after, 2),
                     "top_hit_is_changed": bool(hits and "zqxchanged" in hits[0].text),
+                    # embedded Chroma: the other process's write made this one reopen its store
+                    "store_reopened": retriever.store.reopened,
+                    "rss_mb": round(rss_mb()),
                 }
             ),
             flush=True,
         )
     if not questions:
         return
+    if not port:
+        print(json.dumps(reopen_cost(retriever)), flush=True)
     times = []
     for i in range(questions):
         q = QUESTIONS[i % len(QUESTIONS)] + ("" if i < len(QUESTIONS) else f" {i}")
@@ -212,6 +218,33 @@ def bot_process(work: Path, port: int | None, questions: int, marker: Path | Non
         ),
         flush=True,
     )
+
+
+def reopen_cost(retriever, rounds: int = 5) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """What following another process's write costs the embedded store: a new client plus the
+    first dense query, which loads the vector index from disk; against a warm dense query."""
+    store = retriever.store
+    key = retriever.embedders.get(None).key
+    vector = retriever.embedders.get(None).embed_query(QUESTIONS[1])
+    warm, cold = [], []
+    for _ in range(rounds):
+        collection = store.collection("code", key, create=False)
+        t0 = time.perf_counter()
+        collection.query(vector, k=50)
+        warm.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with store._lock:
+            store._reopen()
+        collection = store.collection("code", key, create=False)
+        collection.query(vector, k=50)
+        cold.append(time.perf_counter() - t0)
+    return {
+        "step": "reopen",
+        "rounds": rounds,
+        "warm_dense_query_ms": round(statistics.median(warm) * 1000, 1),
+        "reopen_and_first_dense_query_ms": round(statistics.median(cold) * 1000, 1),
+        "rss_mb_after": round(rss_mb()),
+    }
 
 
 def reingest(work: Path, files: int) -> dict[str, object]:

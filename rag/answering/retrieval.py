@@ -130,7 +130,7 @@ class Retriever:
             narrowed = not set(collection.source_names(metadata)) <= set(names)
             where = _where_names(names) if narrowed else None
             if self.dense_weight > 0:
-                found = collection.query(embedder.embed_query(query), k=depth, where=where)
+                found = shown(collection.query(embedder.embed_query(query), k=depth, where=where))
                 rankings.append([r.id for r in found])
                 weights.append(self.dense_weight)
                 records.update({r.id: r for r in found})
@@ -153,7 +153,7 @@ class Retriever:
             if rid not in records:
                 missing.setdefault(owners[rid].name, []).append(rid)
         for ids in missing.values():
-            records.update({r.id: r for r in owners[ids[0]].get(ids)})
+            records.update({r.id: r for r in shown(owners[ids[0]].get(ids))})
         show = self.registry.several_repositories
         hits = [
             record_to_hit(records[rid], score, show_source=show) for rid, score in ranked if rid in records
@@ -166,6 +166,26 @@ class Retriever:
         collection = self.store.collection(kind, embedder.key, create=False)
         if collection is not None:
             self.lexical.fresh(collection)
+
+
+#: Ids of empty records already logged (bounded: the log says each once, not each query).
+_logged_empty: set[str] = set()
+_LOGGED_EMPTY_MAX = 10_000
+
+
+def shown(records: Iterable[Record]) -> list[Record]:
+    """The records that can be shown: a record without text, or without a path and a title (a
+    deleted chunk's id that a stale index still returns, a hand-edited store) is never shown,
+    cited, remembered or counted; it is dropped here and logged once with its id."""
+    kept: list[Record] = []
+    for record in records:
+        if record.text.strip() and (record.metadata.get("path") or record.metadata.get("title")):
+            kept.append(record)
+        elif record.id not in _logged_empty:
+            if len(_logged_empty) < _LOGGED_EMPTY_MAX:
+                _logged_empty.add(record.id)
+            log.warning("dropped an index record with no text, path or title: %s", record.id)
+    return kept
 
 
 def _where_names(names: Sequence[str]) -> dict[str, object]:

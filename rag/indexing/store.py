@@ -6,20 +6,30 @@ filters on it (`where`). So a question costs one dense query and one BM25 search
 however many sources there are. The collection's metadata lists the source names it holds.
 v1 collections (one source per kind, records without `source_name`) are migrated in place the
 first time they are opened: metadata only, nothing is re-embedded.
+
+Embedded Chroma keeps each collection's vector index in the memory of the process that opened it,
+and does not see another process's writes to the same directory. Every write is logged in the
+collection's generation (rag.indexing.changelog), so a process that finds a generation it did not
+write reopens the store before it reads or writes (`VectorStore.collection`): a bot or server
+follows `ragbot ingest` run beside it, and an ingest never writes through a stale index.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rag.config import Settings
 from rag.errors import StoreError
+from rag.indexing.changelog import GENERATION_KEY, bump_generation
 from rag.models import Chunk
 
 log = logging.getLogger(__name__)
@@ -30,6 +40,8 @@ PAGE = 1000
 LAYOUT_KEY = "ragbot_layout"
 LAYOUT = 2
 SOURCE_NAMES_KEY = "source_names"
+#: Generations of its own writes a process remembers: an ingest writes two (intent, commit) per batch.
+OWN_GENERATIONS = 256
 
 
 def chunk_id(source: str, doc_id: str, index: int) -> str:
@@ -77,11 +89,20 @@ def _clean_metadata(meta: dict[str, Any]) -> dict[str, Any]:
 class Collection:
     """One Chroma collection: the chunks of one source embedded by one model."""
 
-    def __init__(self, raw: Any, max_batch: int, client: Any = None) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        max_batch: int,
+        client: Any = None,
+        *,
+        on_generation: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.raw = raw
         self.name: str = raw.name
         self.max_batch = max(1, max_batch)
         self.client = client
+        #: Told of each generation this handle writes (the store then knows it is its own).
+        self.on_generation = on_generation
 
     def count(self) -> int:
         return int(self.raw.count())
@@ -97,6 +118,9 @@ class Collection:
 
     def set_metadata(self, values: dict[str, Any]) -> None:
         """Merge `values` into the collection's metadata."""
+        if self.on_generation is not None and GENERATION_KEY in values:
+            # Before the write, so that no reader in this process takes it for another's.
+            self.on_generation(self.name, str(values[GENERATION_KEY]))
         self.raw.modify(metadata={**self.metadata(), **values})
 
     def upsert(
@@ -264,6 +288,12 @@ class VectorStore:
         self._client: Any = None
         self._lock = threading.Lock()
         self._migrated: set[str] = set()
+        #: Embedded mode: the generation of each collection as this process's client last saw it,
+        #: and the generations this process wrote itself (its own client holds those writes).
+        self._seen: dict[str, str] = {}
+        self._own: dict[str, deque[str]] = {}
+        #: How often another process's write made this one reopen the embedded store.
+        self.reopened = 0
 
     def describe(self) -> str:
         s = self.settings
@@ -317,11 +347,13 @@ class VectorStore:
                 if name not in self.collection_names():
                     return None
                 raw = self.client.get_collection(name=name, embedding_function=None)
-            collection = Collection(raw, self.client.get_max_batch_size(), self.client)
+            if not self.settings.chroma_host:
+                raw = self._follow(raw)
+            collection = Collection(
+                raw, self.client.get_max_batch_size(), self.client, on_generation=self._saw_generation
+            )
             if name not in self._migrated:
                 if collection.migrate_layout(kind):
-                    from rag.indexing.changelog import bump_generation
-
                     bump_generation(collection)  # BM25 indexes must learn the source names
                 self._migrated.add(name)
             return collection
@@ -329,6 +361,46 @@ class VectorStore:
             raise
         except Exception as e:
             raise StoreError(f"Chroma collection {name}: {_first_line(e)}") from e
+
+    def _saw_generation(self, name: str, generation: str) -> None:
+        with self._lock:
+            self._own.setdefault(name, deque(maxlen=OWN_GENERATIONS)).append(generation)
+
+    def _follow(self, raw: Any) -> Any:
+        """`raw` as of now: reopens the embedded store when another process wrote to the collection
+        since this process last saw it (its generation changed), else returns it as it is."""
+        generation = str((raw.metadata or {}).get(GENERATION_KEY, ""))
+        with self._lock:
+            seen = self._seen.get(raw.name)
+            self._seen[raw.name] = generation
+            if seen is None or seen == generation or generation in self._own.get(raw.name, ()):
+                return raw
+            started = time.perf_counter()
+            self._reopen()
+        fresh = self.client.get_collection(name=raw.name, embedding_function=None)
+        log.info(
+            "%s was changed by another process: reopened the embedded store (%.0f ms)",
+            raw.name,
+            (time.perf_counter() - started) * 1000,
+        )
+        return fresh
+
+    def _reopen(self) -> None:
+        """A new embedded client that loads the store from disk (the caller holds `_lock`).
+
+        Chroma shares one system (and its in-memory indexes) per directory within a process;
+        dropping it from that cache makes the next client load what is on disk now. The old
+        system is not stopped: a search that holds it finishes on it. Its index (hundreds of MB
+        at 200k chunks) sits in reference cycles, so a collection in the background frees it as
+        soon as nothing holds it, instead of at some later collection.
+        """
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        if self._client is not None:
+            SharedSystemClient._identifier_to_system.pop(self._client._identifier, None)
+        self._client = self._connect()
+        self.reopened += 1
+        threading.Thread(target=gc.collect, name="ragbot-store-gc", daemon=True).start()
 
     def collection_names(self) -> list[str]:
         try:
