@@ -7,8 +7,10 @@ second run embeds nothing. Sets:
 - `contextual-code` (given chunks) and `contextual-code-rechunk` (files cut by ragbot's chunker):
   benchmarks/data/contextual-code, judged by golden chunk as `ragbot eval` does.
 - `click`: the installed click package, benchmarks/data/click-definitions/questions.jsonl.
+- `starlette`: the installed starlette package (middleware/ included),
+  benchmarks/data/starlette-definitions/questions.jsonl.
 - `ragbot`: this repository (rag/, bot/, tests/, docs/), benchmarks/data/ragbot-code/questions.jsonl.
-  Both judged at the definition level: a hit passes when its file is the answer's file and its
+  All three judged at the definition level: a hit passes when its file is the answer's file and its
   line range overlaps the answering function or class (found by `ast` in the current source).
 """
 
@@ -22,7 +24,7 @@ import pickle
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from rag.indexing.changelog import bump_generation
 from rag.indexing.embedding import Embedder, EmbedderPool, embedder_factory
 from rag.indexing.ingest import make_chunker
 from rag.indexing.store import VectorStore
+from rag.indexing.symbol_ingest import index_symbols
 from rag.models import Chunk, Document, Hit, content_hash
 from rag.sources.registry import SourceRegistry
 from rag.sources.repository import language_for
@@ -103,6 +106,8 @@ class LabelledSet:
     name: str
     chunks: list[Chunk]
     questions: list[Question]
+    #: The files the chunks come from: their symbols are indexed beside the chunks, as ingest does.
+    documents: list[Document] = field(default_factory=list)
 
 
 def _symbols(source: str) -> dict[str, list[tuple[int, int]]]:
@@ -125,6 +130,7 @@ def _definition_set(
 ) -> LabelledSet:
     chunks: list[Chunk] = []
     texts: dict[str, str] = {}
+    documents: list[Document] = []
     for rel in files:
         text = (root / rel).read_text(encoding="utf-8")
         texts[rel] = text
@@ -139,6 +145,7 @@ def _definition_set(
             version=content_hash(text),
         )
         chunks.extend(chunker.chunk(doc))
+        documents.append(doc)
     questions = []
     for line in questions_file.read_text(encoding="utf-8").splitlines():
         item = json.loads(line)
@@ -164,7 +171,7 @@ def _definition_set(
             return ["answer"] if ok else []
 
         questions.append(Question(item["query"], judge, ["answer"]))
-    return LabelledSet(name, chunks, questions)
+    return LabelledSet(name, chunks, questions, documents)
 
 
 def load_set(name: str, embedder: Embedder, settings: Settings) -> LabelledSet:
@@ -193,13 +200,19 @@ def load_set(name: str, embedder: Embedder, settings: Settings) -> LabelledSet:
             Question(q.query, lambda h, g=list(q.golden): judge(h, g), list(q.golden))
             for q in dataset.queries
         ]
-        return LabelledSet(name, chunks, questions)
+        return LabelledSet(name, chunks, questions, [_as_document(f) for f in dataset.files])
     if name == "click":
         import click
 
         root = Path(click.__file__).resolve().parent.parent
         files = sorted(str(p.relative_to(root)) for p in (root / "click").glob("*.py"))
         return _definition_set(name, root, files, DATA / "click-definitions" / "questions.jsonl", chunker)
+    if name == "starlette":
+        import starlette
+
+        root = Path(starlette.__file__).resolve().parent.parent
+        files = sorted(str(p.relative_to(root)) for p in (root / "starlette").rglob("*.py"))
+        return _definition_set(name, root, files, DATA / "starlette-definitions" / "questions.jsonl", chunker)
     if name == "ragbot":
         listed = subprocess.run(
             ["git", "ls-files", "rag", "bot", "tests", "docs", "README.md"],
@@ -217,7 +230,16 @@ def load_set(name: str, embedder: Embedder, settings: Settings) -> LabelledSet:
 class Indexed:
     """A set stored in a temporary embedded Chroma collection, searched by the product retriever."""
 
-    def __init__(self, chunks: list[Chunk], embedder: CachedEmbedder, tmp: Path) -> None:
+    def __init__(
+        self,
+        chunks: list[Chunk],
+        embedder: CachedEmbedder,
+        tmp: Path,
+        documents: Sequence[Document] = (),
+        *,
+        definition_weight: float | None = None,
+        ranking: bool = False,
+    ) -> None:
         settings = Settings(  # type: ignore[call-arg]
             _env_file=None, chroma_db_dir=tmp / "chroma", ragbot_data_dir=tmp / "data"
         )
@@ -229,9 +251,23 @@ class Indexed:
         embedder.save()
         collection.upsert(chunks, vectors, [{} for _ in chunks])
         bump_generation(collection)
+        if documents and definition_weight != 0:  # the symbol index beside the chunks, as ingest writes it
+            by_doc: dict[str, list[Chunk]] = {}
+            for c in chunks:
+                by_doc.setdefault(c.doc_id, []).append(c)
+            symbols = store.collection("code", embedder.key, symbols=True)
+            assert symbols is not None
+            index_symbols(symbols, "code", [(d, by_doc.get(d.doc_id, [])) for d in documents])
         # One repository source named "code", as `ragbot eval` registers (rag/evaluation.py).
         registry = SourceRegistry([RepositorySpec(name="code", path=tmp)])
-        self.retriever = Retriever(settings, store=store, embedders=pool, registry=registry, ranking=False)
+        self.retriever = Retriever(
+            settings,
+            store=store,
+            embedders=pool,
+            registry=registry,
+            ranking=ranking,
+            definition_weight=definition_weight,
+        )
 
     def candidates(self, query: str) -> tuple[list[Hit], Evidence]:
         """The fused pool (no prior, no diversity) and the grounding evidence for one query."""

@@ -97,12 +97,17 @@ def metrics(
 def cached_pools(lset: LabelledSet, embedder: CachedEmbedder, *, exact: bool = False) -> list[list[Hit]]:
     """Each question's fused pool, cached by the set's chunks and questions (retrieval is the slow part)."""
     texts = [c.embed_text for c in lset.chunks] + [q.query for q in lset.questions]
-    key = content_hash("\0".join([embedder.path.name, *texts]))  # the vectors' scheme, too
+    # The vectors' scheme and whether the symbol index (issue 20) stood beside the chunks, too.
+    key = content_hash("\0".join([embedder.path.name, "symbols-1", *texts]))
     path = CACHE / f"pools-{lset.name}{'-exact' if exact else ''}-{key[:12]}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())  # noqa: S301 (our own cache file)
     with tempfile.TemporaryDirectory(prefix="ragbot-rank-") as tmp:
-        index = ExactIndex(lset.chunks, embedder) if exact else Indexed(lset.chunks, embedder, Path(tmp))
+        index = (
+            ExactIndex(lset.chunks, embedder)
+            if exact
+            else Indexed(lset.chunks, embedder, Path(tmp), lset.documents)
+        )
         pools = [index.candidates(q.query)[0] for q in lset.questions]
     embedder.save()
     path.write_bytes(pickle.dumps(pools))

@@ -270,6 +270,7 @@ class Handlers:
                 top_k=self.top_k,
                 history=history,
                 on_token=delivery.on_token,
+                on_step=status.step,  # the answering loop's steps, while they run
                 allowed=self.service.registry.slack.sources_for(channel),  # a scoped channel and its threads
             )
             answer_id = uuid.uuid4().hex

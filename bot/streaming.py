@@ -78,6 +78,10 @@ class ThreadStatus:
             self.reacted = True
             self._react("reactions_add")
 
+    def step(self, text: str) -> None:
+        """A step of the answering loop while it runs: "Reading app/db.py:10-40…"."""
+        self.set(f"{text}…")
+
     def clear(self) -> None:
         if self.reacted:
             self._react("reactions_remove")

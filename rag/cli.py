@@ -170,6 +170,11 @@ def render_answer(answer: Any) -> str:
     return "\n".join(lines)
 
 
+def show_step(step: str) -> None:
+    """A step of the answering loop, as a progress line on stderr (stdout keeps the answer)."""
+    typer.echo(f"· {step}", err=True)
+
+
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
@@ -187,7 +192,7 @@ def ask(
         fail("the question is empty", 2)
     with edge():
         _, service = settings_and_service()
-        answer = service.ask(question, top_k=top_k, source=source)
+        answer = service.ask(question, top_k=top_k, source=source, on_step=show_step)
     if as_json:
         emit_json(answer.to_json())
     else:
@@ -226,7 +231,9 @@ def chat(
                 sys.stdout.flush()
 
             try:
-                answer = service.ask(question, top_k=top_k, history=memory.turns(), on_token=on_token)
+                answer = service.ask(
+                    question, top_k=top_k, history=memory.turns(), on_token=on_token, on_step=show_step
+                )
             except RagError as e:
                 typer.echo(f"ragbot> sorry, I could not answer that: {e}")
                 continue

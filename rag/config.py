@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     litellm_api_base: str | None = Field(None, alias="LITELLM_API_BASE")
     litellm_api_key: str | None = Field(None, alias="LITELLM_API_KEY", repr=False)
     llm_timeout_seconds: float = Field(60.0, alias="LITELLM_TIMEOUT", gt=0)
+    # The answering loop (rag/answering/agent.py): the model reads the code through tools.
+    ragbot_agent: Literal["auto", "off"] = Field("auto", alias="RAGBOT_AGENT")
+    agent_max_steps: int = Field(6, alias="RAGBOT_AGENT_MAX_STEPS", ge=1, le=20)
+    agent_seconds: float = Field(45.0, alias="RAGBOT_AGENT_SECONDS", gt=0)
 
     slack_bot_token: str | None = Field(None, alias="SLACK_BOT_TOKEN", repr=False)
     slack_app_token: str | None = Field(None, alias="SLACK_APP_TOKEN", repr=False)
@@ -96,7 +100,13 @@ class Settings(BaseSettings):
         return _split_csv(value)
 
     @field_validator(
-        "log_level", "ragbot_scheduler", "log_format", "slack_shared_channels", "ragbot_device", mode="before"
+        "log_level",
+        "ragbot_scheduler",
+        "log_format",
+        "slack_shared_channels",
+        "ragbot_device",
+        "ragbot_agent",
+        mode="before",
     )
     @classmethod
     def _normalise_case(cls, value: object) -> object:
@@ -144,6 +154,9 @@ class Settings(BaseSettings):
         "ragbot_retention_days",
         "slack_allow_external_users",
         "ragbot_device",
+        "ragbot_agent",
+        "agent_max_steps",
+        "agent_seconds",
         mode="before",
     )
     @classmethod

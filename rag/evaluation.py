@@ -24,6 +24,7 @@ from rag.errors import ConfigError
 from rag.indexing.chunking import code_language_of, enclosing_symbol
 from rag.indexing.embedding import EmbedderPool, embedder_factory
 from rag.indexing.store import VectorStore, chunk_id
+from rag.indexing.symbol_ingest import index_symbols
 from rag.models import Chunk, Document, Hit, content_hash
 from rag.sources.registry import SourceRegistry
 from rag.sources.specs import RepositorySpec
@@ -168,6 +169,7 @@ def evaluate(
     embedders: EmbedderPool | None = None,
     dense_weight: float | None = None,
     lexical_weight: float | None = None,
+    definition_weight: float | None = None,
     headers: bool = True,
     ranking: bool = True,
     progress: Progress | None = None,
@@ -201,6 +203,16 @@ def evaluate(
         vectors = embedder.embed_documents([c.embed_text for c in chunks])
         collection.upsert(chunks, vectors, [{} for _ in chunks])
         collection.register_source("code")
+        if definition_weight != 0:  # the symbol index, as an ingest builds it beside the chunks
+            symbols = store.collection("code", embedder.key, symbols=True)
+            assert symbols is not None
+            by_doc: dict[str, list[Chunk]] = {}
+            for c in chunks:
+                by_doc.setdefault(c.doc_id, []).append(c)
+            documents = [(_as_document(f), by_doc.get(f.uuid, [])) for f in dataset.files]
+            if progress:
+                progress(f"indexing the definitions of {len(documents)} files")
+            index_symbols(symbols, "code", documents)
         retriever = Retriever(
             tmp_settings,
             store=store,
@@ -208,6 +220,7 @@ def evaluate(
             registry=SourceRegistry([RepositorySpec(name="code", path=Path(tmp))]),
             dense_weight=DENSE_WEIGHT if dense_weight is None else dense_weight,
             lexical_weight=LEXICAL_WEIGHT if lexical_weight is None else lexical_weight,
+            definition_weight=definition_weight,
             ranking=ranking,
         )
         if progress:

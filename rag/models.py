@@ -109,6 +109,8 @@ class Answer:
     note: str | None = None  # why the answer is extractive, when it is
     #: False when retrieval judged that no indexed passage answers the question (rag.answering.grounding).
     found: bool = True
+    #: What the answering loop did, in order ("Reading app/db.py:10-40"); empty for a single-shot answer.
+    steps: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +118,7 @@ class Answer:
             "mode": self.mode,
             "found": self.found,
             "sources": [h.to_json() for h in self.hits],
+            "steps": list(self.steps),
         }
 
 
@@ -148,6 +151,8 @@ class IngestReport:
     config_error: bool = False
     #: The source is no longer configured: this run deleted its chunks.
     removed: bool = False
+    #: Symbol-index records (definitions and one per document) written by this run.
+    symbols_indexed: int = 0
 
     def __post_init__(self) -> None:
         self.source_name = self.source_name or self.source

@@ -9,14 +9,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 # What bot/ uses besides RagService (import-linter keeps bot/ out of the rooms below).
+from rag.answering.agent import AnsweringLoop, StepSink
 from rag.answering.citations import cited
 from rag.answering.generation import Answerer, TokenSink
 from rag.answering.grounding import Evidence, judge
 from rag.answering.memory import fit_budget
 from rag.answering.retrieval import Retriever
+from rag.answering.tools import Toolbox
 from rag.config import KINDS, Settings
 from rag.indexing.embedding import EmbedderPool, embedder_factory
 from rag.indexing.ingest import Ingestor, Progress
@@ -69,8 +72,14 @@ class RagService:
         allowed: Sequence[str] | None = None,
         history: Sequence[Turn] = (),
         on_token: TokenSink | None = None,
+        on_step: StepSink | None = None,
     ) -> Answer:
-        """Answer from the sources of target `source` (None: all), within `allowed` names if given."""
+        """Answer from the sources of target `source` (None: all), within `allowed` names if given.
+
+        With a model that takes tools (and RAGBOT_AGENT=auto), a question the index covers is
+        answered by the answering loop, which may read further through tools limited to the same
+        names, reporting each step to `on_step` while it runs; when the loop gives up, and
+        otherwise, by the single-shot answer over the retrieved hits."""
         names = self.search_scope(source, allowed)
         query = self.answerer.search_query(question, history)
         evidence = Evidence()
@@ -79,12 +88,41 @@ class RagService:
         retrieved = time.perf_counter()
         judgement = judge(evidence)
         log.debug("grounding: found=%s p=%.3f %s", judgement.found, judgement.probability, judgement.features)
-        answer = self.answerer.answer(
-            question, hits, history=history, on_token=on_token, found=judgement.found, searched=names
-        )
+        answer = None
+        # A question the index does not cover keeps its plain "not covered" answer: no turns spent.
+        if judgement.found and hits and self.answering_loop.enabled:
+            answer = self.answering_loop.answer(
+                question,
+                hits,
+                toolbox=self.toolbox(names, top_k=top_k),
+                history=history,
+                on_token=on_token,
+                on_step=on_step,
+            )
+        if answer is None:
+            answer = self.answerer.answer(
+                question, hits, history=history, on_token=on_token, found=judgement.found, searched=names
+            )
         llm_seconds = time.perf_counter() - retrieved if self.answerer.configured else None
         self.metrics.asked(retrieval_seconds=retrieved - started, llm_seconds=llm_seconds, answer=answer)
         return answer
+
+    @cached_property
+    def answering_loop(self) -> AnsweringLoop:
+        """The tool-using answering loop, one per process (it remembers an endpoint's refusal of tools)."""
+        return AnsweringLoop(self.settings)
+
+    def toolbox(self, names: Sequence[str], *, top_k: int = 5) -> Toolbox:
+        """The answering loop's tools for one question, limited to the source names `names`."""
+        return Toolbox(
+            self.settings,
+            store=self.store,
+            embedders=self.embedders,
+            registry=self.registry,
+            retriever=self.retriever,
+            names=names,
+            top_k=top_k,
+        )
 
     def search_scope(self, target: str | None, allowed: Sequence[str] | None = None) -> list[str]:
         """The source names a question may search. Unknown target → ConfigError with the names."""

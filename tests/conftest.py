@@ -66,6 +66,10 @@ CONTRACT_VARS = [
     "RAGBOT_METRICS_HOST",
     "RAGBOT_LIVENESS_GRACE_SECONDS",
     "RAGBOT_RETENTION_DAYS",
+    # Additions (issue 20: the answering loop)
+    "RAGBOT_AGENT",
+    "RAGBOT_AGENT_MAX_STEPS",
+    "RAGBOT_AGENT_SECONDS",
 ]
 
 # Offline, deterministic, no proxies: set for the whole session (and inherited by subprocesses).

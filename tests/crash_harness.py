@@ -58,10 +58,12 @@ def arm(point: str) -> None:
     elif point == "between_write_and_delete":
         original_flush = Ingestor._flush
 
-        def flush(self: Ingestor, pending: Any, embedder: Any, collection: Collection, report: Any) -> None:
+        def flush(
+            self: Ingestor, pending: Any, embedder: Any, collection: Collection, symbols: Any, report: Any
+        ) -> None:
             if any(p.previous is not None and len(p.previous.ids) > len(p.chunks) for p in pending):
                 kill_on_delete(collection, nth=1, before=True)
-            original_flush(self, pending, embedder, collection, report)
+            original_flush(self, pending, embedder, collection, symbols, report)
 
         Ingestor._flush = flush  # type: ignore[method-assign]
     elif point == "pruning":

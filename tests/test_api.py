@@ -222,7 +222,8 @@ def test_query_answers_like_ask_json_and_sessions_keep_memory(
     )
     assert first.status_code == 200, first.text
     answer = first.json()
-    assert set(answer) == {"answer", "mode", "found", "sources"}
+    assert set(answer) == {"answer", "mode", "found", "sources", "steps"}
+    assert answer["steps"] == []  # no model: no answering loop
     assert answer["mode"] == "llm"
     assert answer["answer"].startswith("Answer to: What does greet do?")
     assert 1 <= len(answer["sources"]) <= 3

@@ -24,11 +24,22 @@ def contract_variables() -> set[str]:
     }
 
 
-def test_docs_copy_of_the_contract_is_identical_to_the_shared_spec() -> None:
+def test_the_contract_keeps_everything_the_v2_baseline_lists() -> None:
+    """docs/interface.md grows with each issue; nothing the v2 baseline (shared/spec) lists may go:
+    its variables, commands, routes and JSON keys all still stand in it."""
     shared = ROOT.parent / "shared" / "spec" / "interface.md"
     if not shared.is_file():
         pytest.skip("shared/spec is not beside this checkout")
-    assert (ROOT / "docs" / "interface.md").read_text() == shared.read_text()
+    baseline, ours = shared.read_text(), (ROOT / "docs" / "interface.md").read_text()
+    items = {
+        "variable": set(re.findall(r"`([A-Z][A-Z0-9_]{2,})`", baseline)),
+        "command": set(re.findall(r"`(ragbot [a-z]+)", baseline)),
+        "route": set(re.findall(r"`((?:GET|POST) /[\w/]*)", baseline)),
+        "json key": set(re.findall(r'"([a-z_]+)":', baseline)),
+    }
+    assert all(items.values()), items
+    missing = {kind: sorted(n for n in names if n not in ours) for kind, names in items.items()}
+    assert missing == {kind: [] for kind in items}
 
 
 def test_every_contract_variable_is_a_setting_and_in_env_example() -> None:

@@ -80,22 +80,32 @@ def harness(point: str, repo: Path, store: Path, data: Path) -> subprocess.Compl
     )
 
 
-def snapshot(store: Path) -> list[tuple[str, int, str, str]]:
+Snapshot = tuple[list[tuple[str, int, str, str]], list[tuple[str, str, str]]]
+
+
+def snapshot(store: Path) -> Snapshot:
+    """The chunks (document, index, hash, fingerprint) and the symbol index's records (id,
+    document, fingerprint) of the store."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
     client = chromadb.PersistentClient(str(store), settings=ChromaSettings(anonymized_telemetry=False))
-    (col,) = [client.get_collection(c.name) for c in client.list_collections()]
-    got = col.get(include=["metadatas"])
+    names = sorted(c.name for c in client.list_collections())
+    (chunks_name,) = [n for n in names if not n.startswith("ragbot-symbols-")]
+    (symbols_name,) = [n for n in names if n.startswith("ragbot-symbols-")]
+    got = client.get_collection(chunks_name).get(include=["metadatas"])
     rows = [
         (m["doc_id"], int(m["chunk_index"]), m["chunk_hash"], m["doc_fingerprint"]) for m in got["metadatas"]
     ]
     assert len(got["ids"]) == len(set(got["ids"]))
-    return sorted(rows)
+    symbols = client.get_collection(symbols_name).get(include=["metadatas"])
+    pairs = zip(symbols["ids"], symbols["metadatas"], strict=True)
+    symbol_rows = [(i, m["doc_id"], m["doc_fingerprint"]) for i, m in pairs]
+    return sorted(rows), sorted(symbol_rows)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, int, str, str]]:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
     """A clean full ingest of state B."""
     tmp = tmp_path_factory.mktemp("reference")
     make_repo(tmp / "repo", state_b=True)
@@ -127,8 +137,9 @@ def test_killed_ingest_recovers_to_the_clean_result(point: str, tmp_path: Path, 
     recover_s = time.monotonic() - started
     assert recovered.returncode == 0, recovered.stderr
     assert recovered.stdout.startswith("finished True")
-    after = snapshot(store)
-    assert after == reference
+    after, symbols = snapshot(store)
+    assert (after, symbols) == reference  # the chunks and the symbol index alike
+    assert {doc_id for _, doc_id, _ in symbols} == {doc_id for doc_id, _, _, _ in after}
     per_doc: dict[str, list[int]] = {}
     for doc_id, index, _, _ in after:
         per_doc.setdefault(doc_id, []).append(index)
@@ -136,9 +147,10 @@ def test_killed_ingest_recovers_to_the_clean_result(point: str, tmp_path: Path, 
     assert set(per_doc) == {f"pkg/mod_{k}.py" for k in range(6)} | {"pkg/new_a.py", "pkg/new_b.py"}
     record(
         f"Crash consistency: kill -9 {KILL_POINTS[point]}",
-        "restart and re-ingest: chunks (ids, text, hashes) identical to a clean full ingest; no "
-        "duplicates; every document's chunk indexes contiguous",
+        "restart and re-ingest: chunks (ids, text, hashes) and symbol records identical to a clean "
+        "full ingest; no duplicates; every document's chunk indexes contiguous",
         chunks=len(after),
+        symbol_records=len(symbols),
         documents=len(per_doc),
         recovery_ingest_s=round(recover_s, 1),
     )

@@ -173,7 +173,9 @@ def test_twelve_repositories_share_one_collection_and_scope_by_name(tmp_path: Pa
     service = hash_service(make_settings(ragbot_sources_file=sources))
     reports = service.ingest(["all"])
     assert [r.source_name for r in reports] == TWELVE and all(r.ok and r.documents_added == 2 for r in reports)
-    assert len(service.store.collection_names()) == 1  # one collection for every repository
+    names = service.store.collection_names()
+    # One collection of chunks for every repository (and the symbol index beside it).
+    assert sorted(names) == ["ragbot-code-hash-256-016b65cb", "ragbot-symbols-code-hash-256-016b65cb"]
 
     # Unscoped: the one repository that knows zebra7 answers, its name in the citation.
     hits = service.retriever.search("zebra7 endpoint", top_k=3)

@@ -88,3 +88,19 @@ def test_capped_hits_fill_the_top_k_when_other_files_run_out() -> None:
     hits = [hit("a.py", 100 * i, 100 * i + 10, 1.0 - i / 10, index=10 * i) for i in range(4)]
     out = diversify(hits, top_k=4)
     assert [h.start_line for h in out] == [0, 100, 200, 300]
+
+
+def test_data_like_chunks_are_told_from_code_that_does_something() -> None:
+    from rag.answering.ranking import data_like
+
+    table = "STATUS = {\n" + "".join(f'    "code{i}": {i},\n' for i in range(12)) + "}\n"
+    rows = "COLORS = [\n" + "".join(f"    ('red{i}', 0x{i:02x}, 1.5, None),\n" for i in range(10)) + "]\n"
+    code = "def paint(canvas):\n" + "".join(f"    canvas.fill(x={i}, colour=pick({i}))\n" for i in range(12))
+    assert data_like(table) and data_like(rows)
+    assert data_like("var a=function(){return 1};" * 30)  # minified
+    assert not data_like(code)
+    assert not data_like("x = 1\ny = 2\n")  # too short to be a table
+    # Hostile input is judged without a backtracking regex: a huge single line is minified, and
+    # lines of brackets or operators are no table.
+    assert data_like("(" * 50_000) and data_like("1+" * 50_000)
+    assert not data_like(("(" * 300 + "\n") * 10) and not data_like(("1+" * 150 + "x\n") * 10)

@@ -14,6 +14,8 @@ from tests.fakes.hash_embedder import HashEmbedder
 
 FIXTURE = Path(__file__).parent / "data" / "v1-index.tar.gz"
 V1_COLLECTION = "ragbot-code-hash-256-016b65cb"
+V1_SYMBOLS = "ragbot-symbols-code-hash-256-016b65cb"
+
 
 
 @pytest.fixture
@@ -50,7 +52,9 @@ def test_v1_index_reads_and_reingests_without_embedding(v1_index: Path) -> None:
     assert report.chunks_embedded == 0
     assert report.documents_unchanged == 3 and report.documents_deleted == 0
     assert embedder.calls == 1  # only the question above was embedded, never a chunk
-    assert service.store.collection_names() == [V1_COLLECTION]
+    # The v1 collection keeps its name; the symbol index (issue 20) is built beside it.
+    assert sorted(service.store.collection_names()) == [V1_COLLECTION, V1_SYMBOLS]
+    assert report.symbols_indexed > 0
 
     status = service.status()
     assert status["sources"]["code"]["documents"] == 3

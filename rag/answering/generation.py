@@ -7,6 +7,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from typing import Any
 
 from rag.answering.citations import clean_citations
 from rag.config import Settings
@@ -117,6 +118,22 @@ def extractive_answer(hits: Sequence[Hit], reason: str) -> str:
     return "\n\n".join(lines)
 
 
+def completion_kwargs(settings: Settings, messages: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    """litellm.completion's arguments for the configured model: endpoint, key, no retries."""
+    kwargs: dict[str, Any] = {
+        "model": settings.litellm_model,
+        "messages": messages,
+        "timeout": settings.llm_timeout_seconds,
+        "num_retries": 0,
+        **options,
+    }
+    if settings.litellm_api_base:
+        kwargs["api_base"] = settings.litellm_api_base
+    if settings.litellm_api_key:
+        kwargs["api_key"] = settings.litellm_api_key
+    return kwargs
+
+
 class Answerer:
     """Writes the answer for a question and its retrieved hits."""
 
@@ -192,17 +209,7 @@ class Answerer:
         import litellm
 
         s = self.settings
-        kwargs: dict[str, object] = {
-            "model": s.litellm_model,
-            "messages": messages,
-            "timeout": s.llm_timeout_seconds,
-            "num_retries": 0,
-            "temperature": 0.1,
-        }
-        if s.litellm_api_base:
-            kwargs["api_base"] = s.litellm_api_base
-        if s.litellm_api_key:
-            kwargs["api_key"] = s.litellm_api_key
+        kwargs = completion_kwargs(s, messages, temperature=0.1)
         if on_token is None:
             response = litellm.completion(**kwargs)
             yield response.choices[0].message.content or ""
@@ -222,18 +229,13 @@ class Answerer:
         import litellm
 
         s = self.settings
-        kwargs: dict[str, object] = {
-            "model": s.litellm_model,
-            "messages": rewrite_messages(question, history),
-            "timeout": min(REWRITE_TIMEOUT_SECONDS, s.llm_timeout_seconds),
-            "num_retries": 0,
-            "temperature": 0.0,
-            "max_tokens": 96,
-        }
-        if s.litellm_api_base:
-            kwargs["api_base"] = s.litellm_api_base
-        if s.litellm_api_key:
-            kwargs["api_key"] = s.litellm_api_key
+        kwargs = completion_kwargs(
+            s,
+            rewrite_messages(question, history),
+            timeout=min(REWRITE_TIMEOUT_SECONDS, s.llm_timeout_seconds),
+            temperature=0.0,
+            max_tokens=96,
+        )
         try:
             response = litellm.completion(**kwargs)
             rewritten = (response.choices[0].message.content or "").strip().strip('"').splitlines()

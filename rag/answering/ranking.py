@@ -32,6 +32,11 @@ OFF_ROLE = 0.6
 #: Score factor for a chunk that defines something (def/class/fn ...) in a source file,
 #: for implementation questions.
 DEFINITION = 1.1
+#: Score factor for a data-like chunk (a long literal table, a generated map, minified code):
+#: code that does something comes first. Tuned on the tune halves (docs/retrieval.md, "Definitions").
+DATA_LIKE = 0.5
+#: A chunk is data-like when at least this share of its non-blank lines is literals only.
+DATA_LINES = 0.7
 
 _TESTS_Q = re.compile(r"\b(tests?|tested|testing|unit ?tests?|fixtures?|conftest|pytest|spec|mocks?)\b", re.I)
 _DOCS_Q = re.compile(r"\b(docs?|documentation|documented|readme|guide|tutorial|examples?)\b", re.I)
@@ -41,6 +46,16 @@ _DEFINITION = re.compile(
     re.M,
 )
 _DOC_SUFFIXES = (".md", ".rst", ".txt", ".adoc", ".markdown")
+# A line of a literal table: strings, numbers and constants with separators, maybe a key and
+# brackets; no call, no operator, no keyword. Checked in linear time (no nested quantifiers: a
+# chunk is untrusted text) by replacing the literals, then matching what is left.
+_STRING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'""")
+_NUMBER_OR_CONSTANT = re.compile(
+    r"(?<![\w.])-?\d[\w.]*(?:[eE][+-]\d+)?|\b(?:true|false|null|None|True|False|nil)\b"
+)
+_KEY = re.compile(r"[A-Za-z_][\w.]*[ \t]*[:=]>?")
+_PUNCTUATION = frozenset(" \t[]{}(),;:=>@")
+_MINIFIED_CHARS = 400
 
 
 def intent_of(question: str) -> Intent:
@@ -75,6 +90,30 @@ def role_of(hit: Hit) -> Role:
     return "source"
 
 
+def _literal_line(line: str) -> bool:
+    if len(line) > _MINIFIED_CHARS:
+        return False
+    rest = _NUMBER_OR_CONSTANT.sub("@", _STRING.sub("@", line))
+    if "@" not in rest:
+        return False
+    i = 0
+    while i < len(rest) and rest[i] in _PUNCTUATION:
+        i += 1
+    key = _KEY.match(rest, i)
+    return all(ch in _PUNCTUATION for ch in rest[key.end() if key else i :])
+
+
+def data_like(text: str) -> bool:
+    """A long literal table, a generated map or minified code: data rather than behaviour."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    if not lines:
+        return False
+    if any(len(line) > _MINIFIED_CHARS for line in lines) and len(lines) <= 3:
+        return True
+    literal = sum(1 for line in lines if _literal_line(line))
+    return len(lines) >= 8 and literal >= DATA_LINES * len(lines)
+
+
 def prior(intent: Intent, hit: Hit) -> float:
     """The factor applied to a hit's fused score for a question of this intent."""
     role = role_of(hit)
@@ -84,6 +123,8 @@ def prior(intent: Intent, hit: Hit) -> float:
         return 1.0 if role in ("doc", "example") else OFF_ROLE
     if role != "source":
         return OFF_ROLE
+    if data_like(hit.text):
+        return DATA_LIKE
     return DEFINITION if _DEFINITION.search(hit.text) else 1.0
 
 

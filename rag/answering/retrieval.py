@@ -25,6 +25,10 @@ CANDIDATES = 50
 HYBRID_RRF_K = 10
 DENSE_WEIGHT = 1.0
 LEXICAL_WEIGHT = 2.0
+#: The definition channel (rag.indexing.symbol_store): BM25 over the definitions' short texts,
+#: each match a vote for the chunk that holds the definition. Tuned on the tune halves of the
+#: labelled sets (docs/retrieval.md, "Definitions").
+DEFINITION_WEIGHT = 0.5
 
 
 def rrf_fuse(
@@ -85,6 +89,7 @@ class Retriever:
         registry: SourceRegistry | None = None,
         dense_weight: float = DENSE_WEIGHT,
         lexical_weight: float = LEXICAL_WEIGHT,
+        definition_weight: float | None = None,
         ranking: bool = True,
     ) -> None:
         self.settings = settings
@@ -96,6 +101,8 @@ class Retriever:
         )
         self.dense_weight = dense_weight
         self.lexical_weight = lexical_weight
+        #: None: the module's DEFINITION_WEIGHT at search time (benchmarks sweep it).
+        self.definition_weight = definition_weight
         #: Implementation-first prior and per-file diversity after fusion (rag.answering.ranking).
         self.ranking = ranking
 
@@ -115,6 +122,7 @@ class Retriever:
         records: dict[str, Record] = {}
         owners: dict[str, Collection] = {}
         depth = max(CANDIDATES, top_k * 2)
+        definition_weight = DEFINITION_WEIGHT if self.definition_weight is None else self.definition_weight
         for kind in KINDS:
             names = [n for n in wanted if (spec := self.registry.get(n)) is not None and spec.kind == kind]
             if not names:
@@ -144,6 +152,11 @@ class Retriever:
                 rankings.append([rid for rid, _ in lexical])
                 weights.append(self.lexical_weight)
                 owners.update({rid: collection for rid, _ in lexical})
+            if definition_weight > 0:
+                defined = self._definitions(kind, embedder.key, query, names, depth)
+                rankings.append(defined)
+                weights.append(definition_weight)
+                owners.update({rid: collection for rid in defined})
         scores = rrf_fuse(rankings, weights, k=HYBRID_RRF_K)
         pool = top_k * POOL_FACTOR if self.ranking else top_k
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:pool]
@@ -159,6 +172,26 @@ class Retriever:
             record_to_hit(records[rid], score, show_source=show) for rid, score in ranked if rid in records
         ]
         return rerank(query, hits, top_k=top_k) if self.ranking else hits
+
+    def _definitions(self, kind: str, model_key: str, query: str, names: list[str], depth: int) -> list[str]:
+        """The chunks that hold the definitions whose words best meet the question, best first:
+        BM25 over the symbol index's short texts (name split into words, abbreviations spelled
+        out, signature, docstring), each definition standing for the chunk that holds it."""
+        symbols = self.store.collection(kind, model_key, create=False, symbols=True)
+        if symbols is None:
+            return []
+        metadata = symbols.metadata(fresh=False)
+        narrowed = not set(symbols.source_names(metadata)) <= set(names)
+        found = self.lexical.fresh(symbols, metadata).search(
+            query, depth, source_names=names if narrowed else None
+        )
+        holders = {r.id: _holder(r) for r in symbols.get([rid for rid, _ in found])}
+        chunks: list[str] = []
+        for rid, _ in found:
+            chunk = holders.get(rid)
+            if chunk and chunk not in chunks:
+                chunks.append(chunk)
+        return chunks
 
     def refresh_lexical(self, kind: str) -> None:
         """Bring the kind's BM25 index up to date now."""
@@ -186,6 +219,14 @@ def shown(records: Iterable[Record]) -> list[Record]:
                 _logged_empty.add(record.id)
             log.warning("dropped an index record with no text, path or title: %s", record.id)
     return kept
+
+
+def _holder(record: Record) -> str:
+    """The chunk a definition votes for; none for a file record (it holds references, and its
+    first chunk is mostly imports)."""
+    if record.metadata.get("def_kind") == "file":
+        return ""
+    return str(record.metadata.get("chunk_id") or "")
 
 
 def _where_names(names: Sequence[str]) -> dict[str, object]:

@@ -25,6 +25,7 @@ from rag.indexing.locking import IngestLock
 from rag.indexing.pipeline import prefetch
 from rag.indexing.state import StateDB
 from rag.indexing.store import Collection, DocumentState, VectorStore, chunk_id
+from rag.indexing.symbol_ingest import PendingSymbols, SymbolWriter, remove_source
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
 from rag.sources.base import DocumentRef, LoadFailure, Source
@@ -49,6 +50,9 @@ class _Pending:
     fingerprint: str
     previous: DocumentState | None
     extra: dict[str, Any] = field(default_factory=dict)
+    symbols: PendingSymbols | None = None
+    #: False: the chunks are current, only the document's symbols are (re)written.
+    write_chunks: bool = True
 
 
 def make_chunker(settings: Settings, embedder: Embedder) -> LineChunker:
@@ -171,6 +175,9 @@ class Ingestor:
                         collection.delete_ids(state.ids)
                 report.documents_deleted = len(states)
                 collection.forget_source(name)
+                symbol_collection = self.store.collection(kind, embedder.key, create=False, symbols=True)
+                if symbol_collection is not None:
+                    remove_source(symbol_collection, name)
                 report.seconds = time.monotonic() - t0
                 log.info("source %s is no longer configured: %d document(s) deleted", name, len(states))
                 reports.append(report)
@@ -214,8 +221,12 @@ class Ingestor:
         collection.register_source(name)  # before any write, so a removal can always find it
         states = collection.document_states(name)
         signature = chunker.signature
+        symbol_collection = self.store.collection(spec.kind, embedder.key, symbols=True)
+        assert symbol_collection is not None
+        symbols = SymbolWriter(symbol_collection, name)
 
         to_load: list[DocumentRef] = []
+        symbols_only: set[str] = set()
         for ref in refs:
             state = states.get(ref.doc_id)
             unchanged = (
@@ -225,10 +236,12 @@ class Ingestor:
                 and state.complete
                 and state.fingerprint == f"{ref.version}|{signature}"
             )
-            if unchanged:
+            if unchanged and symbols.current(ref.doc_id, f"{ref.version}|{signature}"):
                 report.documents_unchanged += 1
             else:
                 to_load.append(ref)
+                if unchanged:
+                    symbols_only.add(ref.doc_id)
 
         def prepared() -> Iterator[_Pending | LoadFailure]:
             for item in source.load(to_load):
@@ -236,7 +249,10 @@ class Ingestor:
                     yield item
                     continue
                 try:
-                    yield self._prepare(item, name, chunker, states.get(item.doc_id))
+                    pending = self._prepare(item, name, chunker, states.get(item.doc_id))
+                    pending.symbols = symbols.prepare(pending.doc, pending.chunks, pending.fingerprint)
+                    pending.write_chunks = item.doc_id not in symbols_only
+                    yield pending
                 except Exception as e:  # one bad document must not stop the run
                     log.warning("cannot chunk %s: %s", item.doc_id, e, exc_info=True)
                     yield LoadFailure(item.doc_id, f"{type(e).__name__}: {e}")
@@ -252,19 +268,21 @@ class Ingestor:
             else:
                 pending.append(item)
             if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
-                self._flush(pending, embedder, collection, report)
+                self._flush(pending, embedder, collection, symbols, report)
                 pending = []
             if progress:
                 progress(name, done, len(to_load))
         self._check_cancelled()
-        self._flush(pending, embedder, collection, report)
+        self._flush(pending, embedder, collection, symbols, report)
 
         self._check_cancelled()  # pruning only after a complete pass
         self._prune(collection, states, {ref.doc_id for ref in refs}, report)
+        symbols.prune({ref.doc_id for ref in refs})
         if report.errors:
             log.warning("%s: %d document(s) failed and kept their previous chunks", name, len(report.errors))
         try:
             self.lexical.fresh(collection)
+            self.lexical.fresh(symbol_collection)
         except Exception as e:  # the vectors are stored; a query rebuilds the BM25 index later
             log.warning("BM25 index of %s not refreshed: %s", name, e)
 
@@ -295,8 +313,19 @@ class Ingestor:
         return _Pending(doc, chunks, fingerprint, previous, extra)
 
     def _flush(
-        self, pending: list[_Pending], embedder: Embedder, collection: Collection, report: IngestReport
+        self,
+        pending: list[_Pending],
+        embedder: Embedder,
+        collection: Collection,
+        symbols: SymbolWriter,
+        report: IngestReport,
     ) -> None:
+        if not pending:
+            return
+        # Symbols first: a document's chunks (their fingerprint) are what marks it done.
+        report.symbols_indexed += symbols.write([p.symbols for p in pending if p.symbols])
+        report.documents_unchanged += sum(1 for p in pending if not p.write_chunks)
+        pending = [p for p in pending if p.write_chunks]
         if not pending:
             return
         chunks = [c for p in pending for c in p.chunks]

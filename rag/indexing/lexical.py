@@ -78,8 +78,10 @@ def tokenize(text: str) -> list[str]:
 
 
 def lexical_text(text: str, metadata: dict[str, Any]) -> str:
-    """What BM25 sees for a record: its path and symbol (both strong signals) and its text."""
-    parts = [str(metadata[k]) for k in ("path", "title", "symbol") if metadata.get(k)]
+    """What BM25 sees for a record: its path and symbol (both strong signals) and its text; for a
+    symbol-index record also its signature and docstring (rag.indexing.symbol_store)."""
+    keys = ("path", "title", "symbol", "signature", "docstring")
+    parts = [str(metadata[k]) for k in keys if metadata.get(k)]
     return "\n".join([*parts, text])
 
 

@@ -158,6 +158,23 @@ class Collection:
                 metadatas=metadatas[start:end],
             )
 
+    def upsert_records(
+        self,
+        ids: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        documents: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        """Records that are not chunks (the symbol index's), written like chunks."""
+        for start in range(0, len(ids), self.max_batch):
+            end = start + self.max_batch
+            self.raw.upsert(
+                ids=list(ids[start:end]),
+                embeddings=[list(v) for v in vectors[start:end]],
+                documents=list(documents[start:end]),
+                metadatas=[_clean_metadata(m) for m in metadatas[start:end]],
+            )
+
     def delete_ids(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), self.max_batch):
             self.raw.delete(ids=list(ids[start : start + self.max_batch]))
@@ -329,19 +346,25 @@ class VectorStore:
             raise StoreError(f"{what}: cannot open the Chroma store at {where}: {_first_line(e)}") from e
 
     @staticmethod
-    def collection_name(kind: str, model_key: str) -> str:
-        """`ragbot-<kind>-<model>`: the v1 names, now shared by every source of the kind."""
-        return f"{COLLECTION_PREFIX}-{kind}-{model_key}"[:63].rstrip("-_.")
+    def collection_name(kind: str, model_key: str, *, symbols: bool = False) -> str:
+        """`ragbot-<kind>-<model>`: the v1 names, now shared by every source of the kind; the
+        symbol index beside it is `ragbot-symbols-<kind>-<model>` (rag.indexing.symbol_store)."""
+        prefix = f"{COLLECTION_PREFIX}-symbols" if symbols else COLLECTION_PREFIX
+        return f"{prefix}-{kind}-{model_key}"[:63].rstrip("-_.")
 
-    def collection(self, kind: str, model_key: str, *, create: bool = True) -> Collection | None:
-        name = self.collection_name(kind, model_key)
+    def collection(
+        self, kind: str, model_key: str, *, create: bool = True, symbols: bool = False
+    ) -> Collection | None:
+        """The chunks of a kind embedded by a model (`symbols`: the symbol index beside them); None
+        when it does not exist and `create` is False."""
+        name = self.collection_name(kind, model_key, symbols=symbols)
         try:
             if create:
                 raw = self.client.get_or_create_collection(
                     name=name,
                     embedding_function=None,
                     configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"source": kind, "model": model_key},
+                    metadata={"source": kind, "model": model_key, **({"role": "symbols"} if symbols else {})},
                 )
             else:
                 if name not in self.collection_names():
@@ -352,7 +375,7 @@ class VectorStore:
             collection = Collection(
                 raw, self.client.get_max_batch_size(), self.client, on_generation=self._saw_generation
             )
-            if name not in self._migrated:
+            if name not in self._migrated and not symbols:
                 if collection.migrate_layout(kind):
                     bump_generation(collection)  # BM25 indexes must learn the source names
                 self._migrated.add(name)
@@ -377,6 +400,10 @@ class VectorStore:
                 return raw
             started = time.perf_counter()
             self._reopen()
+            # The new client loads every collection from disk as it is now: whatever generation
+            # each shows next is the one it holds (the chunks and the symbols: one reopen, not two).
+            self._seen.clear()
+            self._seen[raw.name] = generation
         fresh = self.client.get_collection(name=raw.name, embedding_function=None)
         log.info(
             "%s was changed by another process: reopened the embedded store (%.0f ms)",

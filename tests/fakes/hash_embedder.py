@@ -18,9 +18,12 @@ class HashEmbedder(Embedder):
         self.name = f"hash-{dims}"
         self.max_tokens = 256
         self.calls = 0
+        #: Every text embedded, in order (a test can tell chunks from symbol texts).
+        self.embedded: list[str] = []
 
     def embed_batch(self, texts: Sequence[str]) -> list[list[float]]:
         self.calls += 1
+        self.embedded.extend(texts)
         out = []
         for text in texts:
             vec = [0.0] * self.dims
