@@ -47,9 +47,7 @@ def main() -> None:
     parser.add_argument("--sets", default="starlette,click,ragbot,contextual-code,contextual-code-rechunk")
     parser.add_argument("--weights", default="0,0.5,1,2,3", help="definition-channel weights to try")
     parser.add_argument("--data-like", default="1.0,0.5", help="data-like factors to try")
-    parser.add_argument("--lexical-only", action="store_true", help="the definition channel without vectors")
     args = parser.parse_args()
-    retrieval.DEFINITION_DENSE = not args.lexical_only
     weights = [float(w) for w in args.weights.split(",")]
     factors = [float(f) for f in args.data_like.split(",")]
     print(

@@ -17,7 +17,10 @@ Steps (each prints one JSON line):
    a freshly started process with the bot's saved index answers one too (timed, incl. loading).
 3. latency: retrieval p50/p95 over 50 questions in the bot process; its resident memory.
 4. reingest (--reingest-files N): a git repo of N real files, ingested (hash embedder), then
-   ingested again unchanged; the ratio of the two.
+   ingested again unchanged; the ratio of the two. And the symbol index that first ingest built
+   (rag.indexing.symbol_ingest, product path): the seconds spent extracting and writing it (timed
+   around SymbolWriter's methods), its share of the store on disk (the store vacuumed, then again
+   after its symbol collection is dropped), and a full build of its in-memory BM25 (time, entries).
 """
 
 from __future__ import annotations
@@ -264,20 +267,89 @@ def reingest(work: Path, files: int) -> dict[str, object]:
     settings = settings_for(work, None, "reingest")
     settings = settings.model_copy(update={"chroma_db_dir": work / "reingest-chroma"})
     service = RagService(settings, embedders=hash_pool())
+    timed = symbol_timers()
     t0 = time.perf_counter()
     (first,) = service.ingest(["code"])
     first_s = time.perf_counter() - t0
+    symbol_s = dict(timed)
     t0 = time.perf_counter()
     (again,) = service.ingest(["code"])
     again_s = time.perf_counter() - t0
     assert first.ok and again.ok and again.chunks_embedded == 0, (first, again)
+    print(
+        json.dumps(
+            {
+                "step": "reingest",
+                "files": len(sources),
+                "chunks": first.chunks_embedded,
+                "first_s": round(first_s, 1),
+                "unchanged_s": round(again_s, 1),
+                "ratio": round(again_s / first_s, 3),
+            }
+        ),
+        flush=True,
+    )
+    return symbol_share(service, settings.chroma_db_dir, first_s, symbol_s, first.symbols_indexed)
+
+
+def symbol_timers() -> dict[str, float]:
+    """Seconds spent in SymbolWriter.prepare (extraction), write and prune, summed (timing only)."""
+    from rag.indexing.symbol_ingest import SymbolWriter
+
+    spent = {"prepare": 0.0, "write": 0.0, "prune": 0.0}
+    for name in spent:
+        original = getattr(SymbolWriter, name)
+
+        def timed(self, *args, _original=original, _name=name):  # type: ignore[no-untyped-def]
+            t0 = time.perf_counter()
+            try:
+                return _original(self, *args)
+            finally:
+                spent[_name] += time.perf_counter() - t0
+
+        setattr(SymbolWriter, name, timed)
+    return spent
+
+
+def symbol_share(  # type: ignore[no-untyped-def]
+    service, store: Path, ingest_s: float, spent: dict[str, float], entries: int
+) -> dict[str, object]:
+    """The symbol index's build time and its share of the store on disk."""
+    import sqlite3
+
+    from rag.indexing.lexical import LexicalIndexes
+    from rag.indexing.symbol_store import entries_of
+
+    embedder = service.embedders.get(None)
+    symbols = service.store.collection("code", embedder.key, create=False, symbols=True)
+    records = symbols.count()
+    t0 = time.perf_counter()
+    index = LexicalIndexes(None).fresh(symbols, expand=entries_of)
+    bm25_s = time.perf_counter() - t0
+    bm25_entries = len(index)
+
+    def vacuumed_mb() -> float:
+        with sqlite3.connect(store / "chroma.sqlite3") as db:
+            db.execute("VACUUM")
+        return sum(p.stat().st_size for p in store.rglob("*") if p.is_file()) / 1e6
+
+    with_symbols = vacuumed_mb()
+    service.store.client.delete_collection(symbols.name)
+    without = vacuumed_mb()
+    build_s = sum(spent.values())
     return {
-        "step": "reingest",
-        "files": len(sources),
-        "chunks": first.chunks_embedded,
-        "first_s": round(first_s, 1),
-        "unchanged_s": round(again_s, 1),
-        "ratio": round(again_s / first_s, 3),
+        "step": "symbol-index",
+        "symbol_records": records,
+        "entries": entries,
+        "extract_s": round(spent["prepare"], 1),
+        "write_s": round(spent["write"] + spent["prune"], 1),
+        "build_s": round(build_s, 1),
+        "share_of_hash_embedder_ingest": round(build_s / ingest_s, 3),
+        "store_mb_with": round(with_symbols, 1),
+        "store_mb_without": round(without, 1),
+        "storage_ratio": round(with_symbols / without, 3),
+        "bm25_full_build_s": round(bm25_s, 1),
+        "bm25_entries": bm25_entries,
     }
 
 
@@ -318,6 +390,7 @@ def main() -> None:
     )
     if args.reingest_files:
         print(json.dumps(reingest(work / "re", args.reingest_files)), flush=True)
+        shutil.rmtree(work / "re", ignore_errors=True)
     if not args.chunks:
         return
 

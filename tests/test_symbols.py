@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from rag.indexing.embedding import EmbedderPool
-from rag.indexing.lexical import lexical_text
-from rag.indexing.store import Collection
+from rag.indexing.lexical import LexicalIndexes, lexical_text
+from rag.indexing.store import Collection, Record
 from rag.indexing.symbol_store import (
     definition_text,
+    entries_of,
     find_definitions,
     find_references,
     outline_of,
@@ -107,7 +108,11 @@ def test_identifiers_meet_a_persons_words() -> None:
     assert definition_text(connect) == "connect connect"
     doc = Document("code", "app/db.py", "app/db.py", DB, path="app/db.py", language="python")
     records = records_for(doc, "code", extract(text=DB, language="python"), [], "fp")
-    searched = lexical_text(records.texts[1], records.metadatas[1])  # what BM25 sees
+    (record,) = [Record(i, t, m) for i, t, m in zip(records.ids, records.texts, records.metadatas, strict=True)]
+    assert records.entries == 2 and record.text == "\nconnect\n@object\n"  # names defined, @used
+    file_entry, (entry_id, text, metadata, _holder) = entries_of(record)
+    assert file_entry[0] == f"{record.id}#0" and entry_id == f"{record.id}#1"
+    searched = lexical_text(text, metadata)  # what BM25 sees
     assert "connect" in searched and "Open the database connection" in searched and "app/db.py" in searched
     assert "def connect(cfg_path" in searched
 
@@ -131,11 +136,14 @@ def symbol_collection(service: RagService, embedder: HashEmbedder) -> Collection
 def test_the_ingest_builds_the_index_and_the_queries_answer(indexed: Any) -> None:
     service, embedder, _ = indexed
     symbols = symbol_collection(service, embedder)
-    # one file record per document + one record per definition (4 + 1 + page and 4 headings)
-    assert symbols.count() == 3 + 4 + 1 + 5
+    # one record per document, holding its definitions (4 + 1 + page and 4 headings)
+    assert symbols.count() == 3
+    assert sum(len(entries_of(r)) for r in symbols.iter_records()) == 3 + 4 + 1 + 5
     (roll_back,) = find_definitions(symbols, "roll_back", ["code"])
     assert (roll_back.path, roll_back.start_line, roll_back.end_line) == ("app/billing.py", 9, 11)
     assert find_definitions(symbols, "Deployer.deploy", ["code"])[0].qualname == "Deployer.deploy"
+    assert find_definitions(symbols, "roll", ["code"]) == []  # names match whole, not in part
+    assert find_references(symbols, "conn", ["code"]) == []
     uses = find_references(symbols, "connect", ["code"])
     assert {(u.path, u.kind) for u in uses} == {("app/billing.py", "import"), ("app/billing.py", "call")}
     assert [d.qualname for d in outline_of(symbols, "app/billing.py", ["code"])] == [
@@ -172,12 +180,23 @@ def test_unchanged_costs_nothing_changed_rewrites_its_own_deleted_prunes(indexed
     untouched = [i for i in before if before[i]["path"] != "app/db.py"]
     assert all(after[i] == before[i] for i in untouched)
 
+    # The in-memory BM25 of the definitions followed the change log: the new definition is an
+    # entry, and the incrementally kept index holds what a full rebuild holds.
+    followed = service.lexical.fresh(symbols, expand=entries_of)
+    ((top, _),) = followed.search("close", 1)
+    (db_record,) = [r for r in symbols.iter_records() if r.metadata["path"] == "app/db.py"]
+    assert top == f"{db_record.id}#2" and followed.tags([top]) == [find_definitions(symbols, "close", ["code"])[0].chunk_id]
+
     git(root, "rm", "-q", "app/billing.py")
     git(root, "commit", "-qm", "drop billing")
     (pruned,) = service.ingest(["code"])
     assert pruned.documents_deleted == 1
     assert find_definitions(symbols, "roll_back", ["code"]) == []
     assert not [r for r in symbols.iter_records() if r.metadata["path"] == "app/billing.py"]
+    followed = service.lexical.fresh(symbols, expand=entries_of)
+    rebuilt = LexicalIndexes(None).fresh(symbols, expand=entries_of)
+    assert len(followed) == len(rebuilt) == 1 + 2 + 1 + 5  # db.py: file + 2; runbook: file + page + 4
+    assert followed.search("roll back release", 5) == rebuilt.search("roll back release", 5)
 
 
 def test_a_crash_between_symbols_and_chunks_is_repaired_by_the_next_run(

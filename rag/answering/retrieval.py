@@ -11,6 +11,7 @@ from rag.config import KINDS, Settings
 from rag.indexing.embedding import EmbedderPool
 from rag.indexing.lexical import LexicalIndexes
 from rag.indexing.store import Collection, Record, VectorStore
+from rag.indexing.symbol_store import entries_of
 from rag.models import Hit
 from rag.sources.registry import SourceRegistry
 
@@ -182,14 +183,11 @@ class Retriever:
             return []
         metadata = symbols.metadata(fresh=False)
         narrowed = not set(symbols.source_names(metadata)) <= set(names)
-        found = self.lexical.fresh(symbols, metadata).search(
-            query, depth, source_names=names if narrowed else None
-        )
-        holders = {r.id: _holder(r) for r in symbols.get([rid for rid, _ in found])}
+        index = self.lexical.fresh(symbols, metadata, expand=entries_of)
+        found = index.search(query, depth, source_names=names if narrowed else None)
         chunks: list[str] = []
-        for rid, _ in found:
-            chunk = holders.get(rid)
-            if chunk and chunk not in chunks:
+        for chunk in index.tags([entry for entry, _ in found]):
+            if chunk and chunk not in chunks:  # a file entry votes for nothing
                 chunks.append(chunk)
         return chunks
 
@@ -219,14 +217,6 @@ def shown(records: Iterable[Record]) -> list[Record]:
                 _logged_empty.add(record.id)
             log.warning("dropped an index record with no text, path or title: %s", record.id)
     return kept
-
-
-def _holder(record: Record) -> str:
-    """The chunk a definition votes for; none for a file record (it holds references, and its
-    first chunk is mostly imports)."""
-    if record.metadata.get("def_kind") == "file":
-        return ""
-    return str(record.metadata.get("chunk_id") or "")
 
 
 def _where_names(names: Sequence[str]) -> dict[str, object]:

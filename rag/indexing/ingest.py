@@ -26,6 +26,7 @@ from rag.indexing.pipeline import prefetch
 from rag.indexing.state import StateDB
 from rag.indexing.store import Collection, DocumentState, VectorStore, chunk_id
 from rag.indexing.symbol_ingest import PendingSymbols, SymbolWriter, remove_source
+from rag.indexing.symbol_store import entries_of
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
 from rag.sources.base import DocumentRef, LoadFailure, Source
@@ -282,7 +283,7 @@ class Ingestor:
             log.warning("%s: %d document(s) failed and kept their previous chunks", name, len(report.errors))
         try:
             self.lexical.fresh(collection)
-            self.lexical.fresh(symbol_collection)
+            self.lexical.fresh(symbol_collection, expand=entries_of)
         except Exception as e:  # the vectors are stored; a query rebuilds the BM25 index later
             log.warning("BM25 index of %s not refreshed: %s", name, e)
 

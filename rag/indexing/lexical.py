@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How a collection whose records hold several searchable entries (the symbol index: a record per
+#: document, an entry per definition) is indexed: per record, its entries as (entry id
+#: `<record id>#<n>`, text, metadata for `lexical_text`, tag). The tag is what `tags` returns for
+#: the entry (for a chunk: its hash).
+Expander = Callable[["Record"], list[tuple[str, str, dict[str, Any], str]]]
+
 FORMAT_VERSION = 3  # 2: terms are Snowball-stemmed; 3: term-count matrices (rag.indexing.bm25)
 
 _WORD = re.compile(r"[A-Za-z0-9_]+")
@@ -96,9 +102,16 @@ def source_name_of(metadata: dict[str, Any]) -> str:
 class LexicalIndex:
     """BM25 for one collection; `search` returns record ids best first with their BM25 scores."""
 
-    def __init__(self, directory: Path | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        expand: Expander | None = None,
+    ) -> None:
         self.directory = directory
         self._clock = clock
+        self._expand = expand
         self._counted_at = -math.inf  # when the collection's count last matched the index's
         self._index: Bm25Index | None = None
         self._generation = ""
@@ -166,7 +179,7 @@ class LexicalIndex:
             return False
         self._apply(collection, sorted(changed))
         count = collection.count()
-        if not pending and len(self._index) != count:
+        if not pending and self._records_indexed() != count:
             # A write the log does not describe (an older ragbot, a hand edit): start over.
             log.info("BM25 index of %s disagrees with the collection; rebuilding", collection.name)
             return False
@@ -184,14 +197,50 @@ class LexicalIndex:
         found: dict[str, Record] = {}
         for start in range(0, len(ids), _GET_PAGE):
             found.update({r.id: r for r in collection.get(ids[start : start + _GET_PAGE])})
-        self._index.remove([i for i in ids if i not in found])
-        records = list(found.values())
-        self._index.add(
-            [r.id for r in records],
-            [tokenize(_record_text(r)) for r in records],
-            hashes=[str(r.metadata.get("chunk_hash") or "") for r in records],
-            sources=[source_name_of(r.metadata) for r in records],
-        )
+        if self._expand is None:
+            self._index.remove([i for i in ids if i not in found])
+        else:  # every entry of a changed record goes; the record's entries now are added back
+            changed = set(ids)
+            self._index.remove([e for e in list(self._index.slot_of) if e.rsplit("#", 1)[0] in changed])
+        self._add(self._index, list(found.values()))
+
+    def _add(self, index: Bm25Index, records: list[Record]) -> None:
+        if self._expand is None:
+            index.add(
+                [r.id for r in records],
+                [tokenize(_record_text(r)) for r in records],
+                hashes=[str(r.metadata.get("chunk_hash") or "") for r in records],
+                sources=[source_name_of(r.metadata) for r in records],
+            )
+            return
+        ids: list[str] = []
+        tokens: list[list[str]] = []
+        tags: list[str] = []
+        sources: list[str] = []
+        for record in records:
+            source = source_name_of(record.metadata)
+            for entry_id, text, metadata, tag in self._expand(record):
+                ids.append(entry_id)
+                tokens.append(tokenize(lexical_text(text, metadata)))
+                tags.append(tag)
+                sources.append(source)
+        index.add(ids, tokens, hashes=tags, sources=sources)
+
+    def _records_indexed(self) -> int:
+        """How many of the collection's records the index holds (each gives an entry `#0`)."""
+        if self._index is None:
+            return 0
+        if self._expand is None:
+            return len(self._index)
+        return sum(1 for e in self._index.slot_of if e.endswith("#0"))
+
+    def tags(self, ids: Sequence[str]) -> list[str]:
+        """Each entry's tag (a chunk's hash; for a definition, the chunk that holds it), "" if gone."""
+        if self._index is None:
+            return ["" for _ in ids]
+        with self._lock:
+            slots = [self._index.slot_of.get(i) for i in ids]
+            return [self._index.hashes[slot] if slot is not None else "" for slot in slots]
 
     def rebuild(
         self, collection: Collection, *, generation: str | None = None, changes: list[Change] | None = None
@@ -206,12 +255,7 @@ class LexicalIndex:
             by_id[record.id] = record
         records = list(by_id.values())
         index = Bm25Index()
-        index.add(
-            [r.id for r in records],
-            [tokenize(_record_text(r)) for r in records],
-            hashes=[str(r.metadata.get("chunk_hash") or "") for r in records],
-            sources=[source_name_of(r.metadata) for r in records],
-        )
+        self._add(index, records)
         latest = next((e for e in changes if e.generation == generation), None)
         self._index = index
         self._generation = generation
@@ -302,14 +346,22 @@ class LexicalIndexes:
         self._indexes: dict[str, LexicalIndex] = {}
         self._lock = threading.Lock()
 
-    def get(self, collection_name: str) -> LexicalIndex:
+    def get(self, collection_name: str, *, expand: Expander | None = None) -> LexicalIndex:
+        """The collection's index; `expand` (the same for every call on a collection) when its
+        records hold several entries each."""
         with self._lock:
             if collection_name not in self._indexes:
                 directory = self.root / collection_name if self.root is not None else None
-                self._indexes[collection_name] = LexicalIndex(directory, clock=self._clock)
+                self._indexes[collection_name] = LexicalIndex(directory, clock=self._clock, expand=expand)
             return self._indexes[collection_name]
 
-    def fresh(self, collection: Collection, metadata: dict[str, Any] | None = None) -> LexicalIndex:
-        index = self.get(collection.name)
+    def fresh(
+        self,
+        collection: Collection,
+        metadata: dict[str, Any] | None = None,
+        *,
+        expand: Expander | None = None,
+    ) -> LexicalIndex:
+        index = self.get(collection.name, expand=expand)
         index.ensure_fresh(collection, metadata)
         return index

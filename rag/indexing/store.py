@@ -180,13 +180,17 @@ class Collection:
             self.raw.delete(ids=list(ids[start : start + self.max_batch]))
 
     def iter_records(
-        self, *, include_documents: bool = False, where: dict[str, Any] | None = None
+        self,
+        *,
+        include_documents: bool = False,
+        where: dict[str, Any] | None = None,
+        where_document: dict[str, Any] | None = None,
     ) -> Iterator[Record]:
         include = ["metadatas", "documents"] if include_documents else ["metadatas"]
         # The ids first (one scan, nothing else read), then pages by id: a page by offset costs
         # Chroma a scan up to the offset, which made reading 92k records take 38 s instead of 11
         # (docs/retrieval.md). A record deleted in between is simply not in its page.
-        every = list(self.raw.get(include=[], where=where)["ids"])
+        every = list(self.raw.get(include=[], where=where, where_document=where_document)["ids"])
         for start in range(0, len(every), PAGE):
             page = self.raw.get(ids=every[start : start + PAGE], include=include)
             ids = page["ids"]

@@ -25,7 +25,7 @@ from rag.models import Chunk, Document
 log = logging.getLogger(__name__)
 
 #: Part of every symbol record's fingerprint: bump it when extraction or the record text changes.
-SYMBOLS_VERSION = "symbols-1"
+SYMBOLS_VERSION = "symbols-2"
 
 
 def placeholder_vector(record_id: str) -> list[float]:
@@ -76,7 +76,8 @@ class SymbolWriter:
         return PendingSymbols(doc.doc_id, records, self.states.get(doc.doc_id))
 
     def write(self, pending: Sequence[PendingSymbols]) -> int:
-        """Store the records (replacing the documents' stale ones); returns how many."""
+        """Store the records (replacing the documents' stale ones); returns how many entries (file
+        entries and definitions) they hold."""
         ids = [i for p in pending for i in p.records.ids]
         if not pending:
             return 0
@@ -88,7 +89,7 @@ class SymbolWriter:
         with logged_change(self.collection, ids + stale):
             self.collection.upsert_records(ids, vectors, texts, metadatas)
             self.collection.delete_ids(stale)
-        return len(ids)
+        return sum(p.records.entries for p in pending)
 
     def prune(self, listed: set[str]) -> None:
         """Delete the symbols of documents the source no longer lists."""

@@ -2,24 +2,28 @@
 
 One collection per kind and model (`ragbot-symbols-<kind>-<model>`), written by the ingest with the
 same fingerprints as the chunks (an unchanged document costs nothing), through the same change log
-(every process's BM25 index of it follows), pruned with its document. Each definition is a record
-whose text is short — its qualified name split into words (with the usual abbreviations spelled
-out), its signature and its docstring — much closer to a question asked in a person's words than
-a 200-token chunk is; it is searched by those words (BM25), not embedded (see
-rag.indexing.symbol_ingest.placeholder_vector for why). Each document also has one `file` record
-that holds its references. Every record names the chunk that holds its definition, so a match on
-a definition is a vote for that chunk (rag.answering.retrieval).
+(every process's BM25 index of it follows), pruned with its document. A document is one record:
+its definitions (name, qualified name, kind, lines, signature, docstring, the chunk that holds it)
+and references in one encoded metadata value, and their names as its text, so that Chroma finds
+a name's definitions and uses exactly. Every process's BM25 index of the collection has one entry
+per definition (`entries_of`), whose text is short — its qualified name split into words (with the
+usual abbreviations spelled out), its signature and its docstring — much closer to a question asked
+in a person's words than a 200-token chunk is; it is searched by those words, not embedded (see
+rag.indexing.symbol_ingest.placeholder_vector for why), and a match is a vote for the chunk that
+holds the definition (rag.answering.retrieval).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from rag.indexing.store import Collection, Record, chunk_id
+from rag.indexing.store import COLLECTION_PREFIX, Collection, Record, chunk_id
 from rag.indexing.symbols import Definition, FileSymbols, Reference
 from rag.models import Chunk, Document
 
@@ -110,7 +114,6 @@ ABBREVIATIONS: dict[str, str] = {
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 #: Characters of a file record's module docstring and of a definition's text kept.
 TEXT_CHARS = 400
-FILE_KIND = "file"
 
 
 def words_of(identifier: str) -> list[str]:
@@ -129,25 +132,34 @@ def spelled_out(words: Sequence[str]) -> list[str]:
 
 
 def definition_text(definition: Definition) -> str:
-    """A definition record's document: its name and the name's words, abbreviations spelled out.
-    BM25 adds the path, signature and docstring from the metadata (rag.indexing.lexical_text),
-    so that nothing is stored twice."""
-    words = " ".join(spelled_out(words_of(definition.qualname)))
-    return f"{definition.qualname} {words}"[:TEXT_CHARS]
+    """A definition's text for BM25: its name and the name's words, abbreviations spelled out.
+    BM25 adds the path, signature and docstring beside it (rag.indexing.lexical_text)."""
+    return qualname_text(definition.qualname)
 
 
-def symbol_id(source_name: str, doc_id: str, n: int) -> str:
-    """Stable like a chunk id: the n-th symbol record of a document (0 is its file record)."""
-    return "sym:" + chunk_id(source_name, doc_id, n)
+def qualname_text(qualname: str) -> str:
+    words = " ".join(spelled_out(words_of(qualname)))
+    return f"{qualname} {words}"[:TEXT_CHARS]
+
+
+def symbol_id(source_name: str, doc_id: str) -> str:
+    """Stable like a chunk id: a document's one symbol record."""
+    return "sym:" + chunk_id(source_name, doc_id, 0)
+
+
+def is_symbol_collection(name: str) -> bool:
+    return name.startswith(f"{COLLECTION_PREFIX}-symbols-")
 
 
 @dataclass(frozen=True)
 class SymbolRecords:
-    """The records one document contributes to the symbol collection."""
+    """The records one document contributes to the symbol collection (one), and how many entries
+    (its file entry and its definitions) they hold."""
 
     ids: list[str]
     texts: list[str]
     metadatas: list[dict[str, Any]]
+    entries: int
 
 
 def defining_chunk(definition: Definition, chunks: Sequence[Chunk]) -> Chunk | None:
@@ -159,56 +171,89 @@ def defining_chunk(definition: Definition, chunks: Sequence[Chunk]) -> Chunk | N
     return chunks[0] if chunks else None
 
 
+def encode(value: Any) -> str:
+    """Compact JSON, deflated, base64: the one metadata value that holds a document's symbols."""
+    raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def decode(value: Any) -> Any:
+    try:
+        return json.loads(zlib.decompress(base64.b64decode(str(value))))
+    except (ValueError, zlib.error):
+        return None
+
+
+def names_text(names: Sequence[str], referenced: Sequence[str]) -> str:
+    """A record's document: its definitions' names and (after `@`) the names it refers to, one a
+    line, so that Chroma's document filter finds the records that define or use a name exactly
+    (`\nname\n`, `\n@name\n`) without a metadata row per name."""
+    lines = sorted(set(names)) + ["@" + n for n in sorted(set(referenced))]
+    return "\n" + "\n".join(lines) + "\n" if lines else ""
+
+
 def records_for(
     doc: Document, source_name: str, symbols: FileSymbols, chunks: Sequence[Chunk], fingerprint: str
 ) -> SymbolRecords:
-    """The file record (its references) and one record per definition of `doc`."""
+    """`doc`'s one record: its definitions and references in one encoded value (`symbols`), their
+    names as its document. Each Chroma metadata key costs a row and an index entry, and each
+    document a trigram full-text index, so a record per definition cost a third of the store
+    (docs/retrieval.md, "Definitions"); the definitions are searched in memory (`entries_of`)."""
     path = doc.path or doc.title
-    # Few keys: each is a row and an index entry in Chroma's SQLite (the store's size is budgeted).
-    base: dict[str, Any] = {
+    file_words = " ".join(spelled_out(words_of(path)))
+    module_doc = next((d.doc for d in symbols.definitions if d.kind == "page" and d.doc), "")
+    first = chunks[0] if chunks else None
+    definitions = []
+    for definition in symbols.definitions:
+        holder = defining_chunk(definition, chunks)
+        definitions.append(
+            [
+                definition.name,
+                definition.qualname,
+                definition.kind,
+                definition.start_line,
+                definition.end_line,
+                definition.signature,
+                definition.doc,
+                holder.index if holder is not None else -1,
+            ]
+        )
+    value = {
+        "f": f"{file_words} {module_doc}".strip()[:TEXT_CHARS],
+        "n": max(1, doc.text.count("\n") + 1),
+        "c": first.index if first is not None else -1,
+        "d": definitions,
+        "r": [[r.name, r.kind, r.line] for r in symbols.references],
+    }
+    metadata: dict[str, Any] = {
         "source_name": source_name,
         "doc_id": doc.doc_id,
         "doc_fingerprint": fingerprint,
-        "doc_chunks": 1 + len(symbols.definitions),
+        "doc_chunks": 1,
         **({"path": doc.path} if doc.path else {"title": doc.title}),
+        "symbols": encode(value),
     }
-    first = chunks[0] if chunks else None
-    file_words = " ".join(spelled_out(words_of(path)))
-    module_doc = next((d.doc for d in symbols.definitions if d.kind == "page" and d.doc), "")
-    ids = [symbol_id(source_name, doc.doc_id, 0)]
-    texts = [f"{file_words} {module_doc}".strip()[:TEXT_CHARS]]
-    metadatas = [
-        {
-            **base,
-            "name": path.rsplit("/", 1)[-1],
-            "qualname": path,
-            "def_kind": FILE_KIND,
-            "start_line": 1,
-            "end_line": max(1, doc.text.count("\n") + 1),
-            "chunk_id": chunk_id(source_name, doc.doc_id, first.index) if first else "",
-            "references": json.dumps(
-                [[r.name, r.kind, r.line] for r in symbols.references], separators=(",", ":")
-            ),
-        }
-    ]
-    for n, definition in enumerate(symbols.definitions, start=1):
-        holder = defining_chunk(definition, chunks)
-        ids.append(symbol_id(source_name, doc.doc_id, n))
-        texts.append(definition_text(definition))
-        metadatas.append(
-            {
-                **base,
-                "name": definition.name,
-                "qualname": definition.qualname,
-                "def_kind": definition.kind,
-                "start_line": definition.start_line,
-                "end_line": definition.end_line,
-                **({"signature": definition.signature} if definition.signature else {}),
-                **({"docstring": definition.doc} if definition.doc else {}),
-                "chunk_id": chunk_id(source_name, doc.doc_id, holder.index) if holder else "",
-            }
-        )
-    return SymbolRecords(ids, texts, metadatas)
+    text = names_text([d.name for d in symbols.definitions], [r.name for r in symbols.references])
+    return SymbolRecords(
+        [symbol_id(source_name, doc.doc_id)], [text], [metadata], 1 + len(symbols.definitions)
+    )
+
+
+def entries_of(record: Record) -> list[tuple[str, str, dict[str, Any], str]]:
+    """What BM25 indexes of a symbol record: its file entry (`<id>#0`: the path's words and the
+    module docstring) and one entry per definition (`<id>#<n>`: rag.indexing.symbol_store's short
+    text, with the signature and docstring beside it), each with the chunk it votes for (none for
+    the file entry: a file's first chunk is mostly imports)."""
+    m = record.metadata
+    where = {"path": m["path"]} if m.get("path") else {"title": str(m.get("title") or "")}
+    value = decode(m.get("symbols"))
+    if not isinstance(value, dict):  # never written so by ragbot; still one entry per record
+        return [(f"{record.id}#0", "", where, "")]
+    out = [(f"{record.id}#0", str(value.get("f") or ""), where, "")]
+    for n, found in enumerate(definitions_of(record), 1):
+        meta = {**where, "signature": found.signature, "docstring": found.doc}
+        out.append((f"{record.id}#{n}", qualname_text(found.qualname), meta, found.chunk_id))
+    return out
 
 
 # ----- reading the index back --------------------------------------------------------------------
@@ -231,24 +276,6 @@ class Located:
     chunk_id: str
     url: str | None = None
 
-    @classmethod
-    def of(cls, record: Record) -> Located:
-        m = record.metadata
-        return cls(
-            source_name=str(m.get("source_name") or m.get("source") or ""),
-            path=str(m.get("path") or "") or None,
-            title=str(m.get("title") or ""),
-            name=str(m.get("name") or ""),
-            qualname=str(m.get("qualname") or ""),
-            kind=str(m.get("def_kind") or ""),
-            start_line=int(m.get("start_line") or 1),
-            end_line=int(m.get("end_line") or 1),
-            signature=str(m.get("signature") or ""),
-            doc=str(m.get("docstring") or ""),
-            chunk_id=str(m.get("chunk_id") or ""),
-            url=str(m.get("url") or "") or None,
-        )
-
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("chunk_id", "url")}
 
@@ -268,52 +295,74 @@ class Use:
         return asdict(self)
 
 
+def definitions_of(record: Record) -> list[Located]:
+    """A symbol record's definitions, in the order they were extracted."""
+    value = decode(record.metadata.get("symbols"))
+    if not isinstance(value, dict):
+        return []
+    m = record.metadata
+    source, doc_id = str(m.get("source_name") or ""), str(m.get("doc_id") or "")
+    found = []
+    for name, qualname, kind, start, end, signature, doc, holder in value.get("d") or []:
+        found.append(
+            Located(
+                source_name=source,
+                path=str(m.get("path") or "") or None,
+                title=str(m.get("title") or ""),
+                name=str(name),
+                qualname=str(qualname),
+                kind=str(kind),
+                start_line=int(start),
+                end_line=int(end),
+                signature=str(signature or ""),
+                doc=str(doc or ""),
+                chunk_id=chunk_id(source, doc_id, int(holder)) if int(holder) >= 0 else "",
+            )
+        )
+    return found
+
+
+def uses_of(record: Record) -> list[Use]:
+    """A symbol record's references."""
+    value = decode(record.metadata.get("symbols"))
+    if not isinstance(value, dict):
+        return []
+    m = record.metadata
+    path, title = str(m.get("path") or "") or None, str(m.get("title") or "")
+    source = str(m.get("source_name") or "")
+    return [Use(source, path, title, str(n), str(k), int(line)) for n, k, line in value.get("r") or []]
+
+
 def _in(names: Sequence[str]) -> dict[str, Any]:
     return {"source_name": names[0]} if len(names) == 1 else {"source_name": {"$in": list(names)}}
+
+
+def _named(collection: Collection, line: str, sources: Sequence[str]) -> list[Record]:
+    """The records whose document has `line` as one of its lines (see `names_text`)."""
+    return list(collection.iter_records(where=_in(sources), where_document={"$contains": f"\n{line}\n"}))
 
 
 def find_definitions(
     collection: Collection, name: str, sources: Sequence[str], limit: int = 20
 ) -> list[Located]:
     """Definitions called `name` (or `Class.name`, or a qualified name), in `sources` only."""
-    if not sources:
+    if not sources or not name.strip():
         return []
     last = name.rsplit(".", 1)[-1].rsplit("::", 1)[-1]
-    where = {"$and": [{"name": last}, _in(sources)]}
-    found = [Located.of(r) for r in collection.iter_records(where=where)]
-    found = [d for d in found if d.kind != FILE_KIND]
+    found = [d for r in _named(collection, last, sources) for d in definitions_of(r) if d.name == last]
     if "." in name:
         exact = [d for d in found if d.qualname == name or d.qualname.endswith("." + name)]
         found = exact or found
-    found.sort(key=lambda d: (d.kind not in ("class", "function", "method"), d.path or "", d.start_line))
+    found.sort(key=lambda d: (d.kind not in ("class", "function", "method"), d.path or d.title, d.start_line))
     return found[:limit]
 
 
 def find_references(collection: Collection, name: str, sources: Sequence[str], limit: int = 50) -> list[Use]:
     """The places in `sources` that call, import or use `name`."""
-    if not sources:
+    if not sources or not name.strip():
         return []
     last = name.rsplit(".", 1)[-1].rsplit("::", 1)[-1]
-    where = {"$and": [{"def_kind": FILE_KIND}, _in(sources)]}
-    uses: list[Use] = []
-    for record in collection.iter_records(where=where):
-        m = record.metadata
-        try:
-            refs = json.loads(str(m.get("references") or "[]"))
-        except ValueError:
-            continue
-        for ref_name, kind, line in refs:
-            if ref_name == last:
-                uses.append(
-                    Use(
-                        source_name=str(m.get("source_name") or ""),
-                        path=str(m.get("path") or "") or None,
-                        title=str(m.get("title") or ""),
-                        name=ref_name,
-                        kind=str(kind),
-                        line=int(line),
-                    )
-                )
+    uses = [u for r in _named(collection, "@" + last, sources) for u in uses_of(r) if u.name == last]
     uses.sort(key=lambda u: (u.kind != "call", u.path or u.title, u.line))
     return uses[:limit]
 
@@ -325,25 +374,28 @@ def outline_of(collection: Collection, path: str, sources: Sequence[str]) -> lis
     found: list[Located] = []
     for key in ("path", "title"):
         where = {"$and": [{key: path}, _in(sources)]}
-        found = [Located.of(r) for r in collection.iter_records(where=where)]
+        found = [d for r in collection.iter_records(where=where) for d in definitions_of(r)]
         if found:
             break
-    return sorted((d for d in found if d.kind != FILE_KIND), key=lambda d: (d.start_line, -d.end_line))
+    return sorted(found, key=lambda d: (d.start_line, -d.end_line))
 
 
 __all__ = [
     "ABBREVIATIONS",
-    "FILE_KIND",
     "Located",
     "Reference",
     "SymbolRecords",
     "Use",
     "definition_text",
+    "definitions_of",
+    "entries_of",
     "find_definitions",
     "find_references",
+    "is_symbol_collection",
     "outline_of",
     "records_for",
     "spelled_out",
     "symbol_id",
+    "uses_of",
     "words_of",
 ]
