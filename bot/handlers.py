@@ -265,12 +265,20 @@ class Handlers:
             delivery.begin()
             if reply_thread:
                 self._our_threads.add(f"{channel}:{reply_thread}")
+            shown_in = delivery
+
+            def on_step(step: str) -> None:
+                """The answering loop's steps while they run: tasks in the native stream's
+                timeline, else the thread's status line."""
+                if not shown_in.step(step):
+                    status.step(step)
+
             answer = self.service.ask(
                 question,
                 top_k=self.top_k,
                 history=history,
                 on_token=delivery.on_token,
-                on_step=status.step,  # the answering loop's steps, while they run
+                on_step=on_step,
                 allowed=self.service.registry.slack.sources_for(channel),  # a scoped channel and its threads
             )
             answer_id = uuid.uuid4().hex

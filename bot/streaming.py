@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 CALL_LIMIT = 12_000
 #: characters streamed into one message; the rest continues in follow-up messages
 STREAM_LIMIT = 12_000
+#: characters of a task's title in the stream's timeline ("Reading app/db.py:10-40")
+TASK_TITLE_LIMIT = 200
 
 
 class Capabilities:
@@ -135,6 +137,10 @@ class UpdateDelivery:
         )
         self.ts = str(posted["ts"])
 
+    def step(self, text: str) -> bool:
+        """The chat.update path has no task timeline: the status line shows the step."""
+        return False
+
     def on_token(self, token: str) -> None:
         if not self.parts and self.on_first_token:
             self.on_first_token()
@@ -196,8 +202,10 @@ class NativeDelivery:
         self.on_first_token = on_first_token
         recipient = {} if is_dm else {"recipient_user_id": user, "recipient_team_id": team}
         self.stream: ChatStream = client.chat_stream(
-            channel=channel, thread_ts=thread, buffer_size=1, **recipient
+            channel=channel, thread_ts=thread, buffer_size=1, task_display_mode="timeline", **recipient
         )
+        self.tasks = 0  # the answering loop's steps shown as task_update chunks
+        self.task: dict[str, str] | None = None  # the step in progress, completed by the next one
         self.raw = ""  # every token so far
         self.sent = 0  # characters of `raw` in the stream
         self.updates = 0
@@ -218,6 +226,41 @@ class NativeDelivery:
 
     def begin(self) -> None:
         """Nothing to post yet: the thread status shows the work; the text starts with the first token."""
+
+    def step(self, text: str) -> bool:
+        """A step of the answering loop as a task in the stream's timeline (chat.startStream /
+        appendStream `task_update` chunks), the previous one completed. False when it cannot be
+        shown there (streaming refused or broken, or the answer's text already streaming): the
+        caller shows it in the status line instead."""
+        if self.fallback is not None or self.broken or self.raw:
+            return False
+        self.tasks += 1
+        done = self._finished_task()
+        title = text[:TASK_TITLE_LIMIT]
+        task_id = f"step-{self.tasks}"
+        self.task = {"type": "task_update", "id": task_id, "title": title, "status": "in_progress"}
+        chunks = [*done, self.task]
+        started = self.ts is not None
+        try:
+            self.stream.append(chunks=chunks)
+        except Exception as e:
+            self.task = None
+            if not started:
+                self.caps.refuse("streaming", e)
+                self._fall_back()
+            else:
+                log.warning("chat.appendStream (a task) failed in %s midway (%s)", self.channel, e)
+                self.broken = True
+            return False
+        self.updates += 1
+        return True
+
+    def _finished_task(self, status: str = "complete") -> list[dict[str, str]]:
+        """The chunk that ends the step in progress, if any (sent with the next call)."""
+        if self.task is None:
+            return []
+        done, self.task = {**self.task, "status": status}, None
+        return [done]
 
     def on_token(self, token: str) -> None:
         if self.fallback is not None:
@@ -240,8 +283,9 @@ class NativeDelivery:
         for start in range(0, len(text), CALL_LIMIT):
             piece = text[start : start + CALL_LIMIT]
             started = self.ts is not None
+            done = self._finished_task()  # the answer's text ends the last step
             try:
-                self.stream.append(markdown_text=piece)
+                self.stream.append(markdown_text=piece, chunks=done or None)
             except Exception as e:
                 if not started:
                     self.caps.refuse("streaming", e)
@@ -260,15 +304,21 @@ class NativeDelivery:
 
     def _fall_back(self) -> None:
         self.fallback = UpdateDelivery(
-            self.client, channel=self.channel, thread=self.thread, interval=self.interval
+            self.client,
+            channel=self.channel,
+            thread=self.thread,
+            interval=self.interval,
+            # Refused at a step of the answering loop, before any text: the fallback says "writing".
+            on_first_token=None if self.raw else self.on_first_token,
         )
         self.fallback.begin()
         if self.raw:
             self.fallback.on_token(self.raw)
 
     def finish(self, answer: Answer, blocks: list[dict[str, Any]], text: str) -> None:
-        if self.fallback is None and self.ts is None:
-            # Nothing was streamed (no LLM, or it failed at once): stream the answer now.
+        if self.fallback is None and not self.raw and not self.broken:
+            # No text was streamed (no LLM, or it failed at once; perhaps after the loop's
+            # steps were shown): stream the answer now.
             self.raw = answer.text
             self._send(answer.text)
         if self.fallback is not None:
@@ -294,10 +344,11 @@ class NativeDelivery:
                 return
         self._replace(blocks, text)
 
-    def _stop(self, *, blocks: list[dict[str, Any]], markdown_text: str = "") -> bool:
+    def _stop(self, *, blocks: list[dict[str, Any]], markdown_text: str = "", task: str = "complete") -> bool:
         self.stopped = True  # one try: a stream that cannot be stopped is replaced, not stopped again
         try:
-            self.stream.stop(blocks=blocks or None, markdown_text=markdown_text or None)
+            done = self._finished_task(task)
+            self.stream.stop(blocks=blocks or None, markdown_text=markdown_text or None, chunks=done or None)
             return True
         except Exception as e:
             log.warning("chat.stopStream failed in %s (%s); replacing the message", self.channel, e)
@@ -339,7 +390,7 @@ class NativeDelivery:
         if self.fallback is not None:
             return self.fallback.abort()
         if self.ts is not None and not self.stopped:
-            self._stop(blocks=[])
+            self._stop(blocks=[], task="error")
         return self.ts
 
 

@@ -375,12 +375,19 @@ def test_ask_prints_the_steps_on_stderr_and_in_json_only_when_the_loop_ran(
 
 
 @pytest.mark.slow
-def test_slack_shows_each_step_in_the_thread_status_line(
-    git_repo: Any, hash_bot: Callable[..., SlackBot], slack: FakeSlack, fake_llm: FakeLLM
+@pytest.mark.parametrize("streaming", [True, False], ids=["native-stream", "streaming-refused"])
+def test_slack_shows_each_step_while_it_runs(
+    git_repo: Any, hash_bot: Callable[..., SlackBot], slack: FakeSlack, fake_llm: FakeLLM, streaming: bool
 ) -> None:
-    slack.streaming = slack.status = True
+    """With Slack's native streaming, each step is a task in the answer's timeline (task_update
+    chunks: in progress, then complete); where streaming is refused, the thread's status line."""
+    slack.streaming, slack.status = streaming, True
     hash_bot(code_repo_path=git_repo(BACKEND))
-    fake_llm.script(ToolCall("search", {"query": "monthly revenue"}), "The report sums the totals [1].")
+    fake_llm.script(
+        ToolCall("search", {"query": "monthly revenue"}),
+        ToolCall("outline", {"path": "billing/report.py"}),
+        "The report sums the totals [1].",
+    )
     msg = slack.user_message("CGENERAL", f"<@{BOT_USER}> {QUESTION}")
     event = {k: v for k, v in msg.items() if k != "type"}
     slack.wait_for_ack(slack.send_event({"type": "app_mention", **event})[0])
@@ -389,4 +396,18 @@ def test_slack_shows_each_step_in_the_thread_status_line(
         return [s for c, t, s in slack.statuses if (c, t) == ("CGENERAL", msg["ts"])]
 
     slack.wait_for(lambda: "" in statuses(), what="the status cleared after the answer")
-    assert statuses() == ["searching code…", "Searching: monthly revenue…", "writing…", ""]
+    steps = ["Searching: monthly revenue", "Outlining billing/report.py"]
+    answers = [m for m in slack.thread_messages("CGENERAL", msg["ts"])[1:] if m.get("user") == BOT_USER]
+    (answer,) = answers
+    if streaming:
+        assert statuses() == ["searching code…", "writing…", ""]
+        assert [(t["id"], t["title"], t["status"]) for t in answer["tasks"]] == [
+            ("step-1", steps[0], "in_progress"),
+            ("step-1", steps[0], "complete"),
+            ("step-2", steps[1], "in_progress"),
+            ("step-2", steps[1], "complete"),  # with the answer's first text
+        ]
+        assert answer["text"].startswith("The report sums the totals")
+    else:
+        assert statuses() == ["searching code…", *(f"{s}…" for s in steps), "writing…", ""]
+        assert "tasks" not in answer

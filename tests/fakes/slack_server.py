@@ -35,6 +35,10 @@ BOT_ID = "BBOT"
 APP_ID = "A0FAKE"
 
 
+#: A task_update chunk's statuses (Slack: chat.appendStream, "task_update chunks").
+TASK_STATUSES = ("pending", "in_progress", "complete", "error")
+
+
 @dataclass
 class Call:
     method: str
@@ -460,12 +464,24 @@ class FakeSlack:
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
         text = str(args.get("markdown_text") or "")
+        tasks: list[dict[str, Any]] = []
         for chunk in args.get("chunks") or []:
-            if chunk.get("type") != "markdown_text":
+            # Slack's chunk types (chat.appendStream, "chunks"): markdown_text, task_update (id,
+            # title, status pending|in_progress|complete|error, optional details/output/sources),
+            # plan_update (title) and blocks.
+            kind = chunk.get("type")
+            if kind == "markdown_text":
+                text += str(chunk.get("text") or "")
+            elif kind == "task_update":
+                if not (chunk.get("id") and chunk.get("title")) or chunk.get("status") not in TASK_STATUSES:
+                    return {"ok": False, "error": "invalid_chunks"}
+                tasks.append({k: chunk[k] for k in ("id", "title", "status") if k in chunk})
+            elif kind not in ("plan_update", "blocks"):
                 return {"ok": False, "error": "invalid_chunks"}
-            text += str(chunk.get("text") or "")
         if len(text) > 12_000:
             return {"ok": False, "error": "msg_too_long"}
+        if args.get("task_display_mode") not in (None, "timeline", "plan"):
+            return {"ok": False, "error": "invalid_arguments"}
         if method == "chat.startStream":
             if not self.streaming:
                 return {"ok": False, "error": self.stream_refusal}
@@ -482,6 +498,7 @@ class FakeSlack:
                 "ts": self.next_ts(),
                 "streaming": True,
                 "appends": 0,
+                "tasks": tasks,  # every task_update, in order
             }
             if args.get("thread_ts"):
                 msg["thread_ts"] = args["thread_ts"]
@@ -501,9 +518,11 @@ class FakeSlack:
                     return {"ok": False, "error": "message_not_in_streaming_state"}
                 msg["appends"] += 1
                 msg["text"] += text
+                msg["tasks"] += tasks
                 return {"ok": True, "channel": channel, "ts": msg["ts"]}
             if method == "chat.stopStream":
                 msg["text"] += text
+                msg["tasks"] += tasks
                 msg["streaming"] = False
                 if args.get("blocks"):
                     msg["blocks"] = args["blocks"]
