@@ -34,7 +34,8 @@ from rag.answering.retrieval import Retriever
 from rag.config import Settings
 from rag.evaluation import _as_document, _CoverMatcher, given_chunks, load_dataset
 from rag.indexing.changelog import bump_generation
-from rag.indexing.embedding import Embedder, EmbedderPool, embedder_factory
+from rag.indexing.embedders import embedder_factory
+from rag.indexing.embedding import Embedder, EmbedderPool
 from rag.indexing.ingest import make_chunker
 from rag.indexing.store import VectorStore
 from rag.indexing.symbol_ingest import index_symbols

@@ -29,7 +29,8 @@ from rag.answering.retrieval import Retriever
 from rag.config import Settings
 from rag.evaluation import load_dataset
 from rag.indexing.changelog import bump_generation
-from rag.indexing.embedding import EmbedderPool, embedder_factory
+from rag.indexing.embedders import embedder_factory
+from rag.indexing.embedding import EmbedderPool
 from rag.indexing.store import VectorStore
 
 

@@ -108,7 +108,8 @@ def hash_pool(*, model_queries: bool = False):  # type: ignore[no-untyped-def]
     (same 384 dimensions), so a bot's latency and memory include the real query embedding and
     torch, as a deployed bot's do (its dense hits are then meaningless; BM25's are not)."""
     from rag.config import Settings
-    from rag.indexing.embedding import EmbedderPool, embedder_factory
+    from rag.indexing.embedders import embedder_factory
+    from rag.indexing.embedding import EmbedderPool
     from tests.fakes.hash_embedder import HashEmbedder
 
     embedder = HashEmbedder(DIMS)

@@ -88,7 +88,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     from rag.config import Settings
-    from rag.indexing.embedding import EmbedderPool, embedder_factory
+    from rag.indexing.embedders import embedder_factory
+    from rag.indexing.embedding import EmbedderPool
 
     pool = EmbedderPool(embedder_factory(Settings(_env_file=None)))  # type: ignore[call-arg]
     pool.get(None).token_limit()  # the model loaded before any timing

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -69,39 +69,6 @@ def emit_json(data: Any) -> None:
 # ----- ingest ----------------------------------------------------------------------------
 
 
-@contextmanager
-def ingest_progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A progress bar on stderr when it is a terminal; otherwise nothing (logs say enough)."""
-    if not enabled or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(source: str, done: int, total: int) -> None:
-            if source not in tasks:
-                tasks[source] = bar.add_task(f"ingest {source}", total=total)
-            bar.update(tasks[source], completed=done, total=total)
-
-        yield update
-
-
 @app.command()
 def ingest(
     targets: Annotated[
@@ -114,12 +81,14 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Ingest now (incremental unless --full); `all` also prunes sources no longer configured."""
+    from rag.ingest_display import ingest_display
+
     wanted = targets or ["all"]
     with edge():
-        _, service = settings_and_service()
+        settings, service = settings_and_service()
         specs = service.registry.resolve(wanted)
         service.ingestor.preflight(specs)
-        with ingest_progress(True) as progress:
+        with ingest_display(settings) as progress:
             reports = service.ingest(
                 specs, full=full, trigger="cli", progress=progress, prune_removed="all" in wanted
             )

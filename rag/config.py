@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     emb_int8: bool = Field(True, alias="RAGBOT_EMB_INT8")
     # Where the model runs: auto = CUDA (float16, large batches) when torch sees a GPU, else CPU.
     ragbot_device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", alias="RAGBOT_DEVICE")
+    # Hosted embeddings and reranking (`litellm:<model>`): the answers' gateway unless set apart.
+    embedding_api_base: str | None = Field(None, alias="EMBEDDING_API_BASE")
+    embedding_api_key: str | None = Field(None, alias="EMBEDDING_API_KEY", repr=False)
+    embedding_concurrency: int = Field(4, alias="EMBEDDING_CONCURRENCY", ge=1, le=64)
+    embedding_batch_size: int = Field(96, alias="EMBEDDING_BATCH_SIZE", ge=1, le=4096)
+    embedding_batch_tokens: int = Field(16_000, alias="EMBEDDING_BATCH_TOKENS", ge=256)
+    embedding_timeout: float = Field(30.0, alias="EMBEDDING_TIMEOUT", gt=0)
+    embedding_max_retries: int = Field(5, alias="EMBEDDING_MAX_RETRIES", ge=0, le=20)
+    rerank_model: str | None = Field(None, alias="RERANK_MODEL")
+    rerank_timeout: float = Field(3.0, alias="RERANK_TIMEOUT", gt=0)
     chunk_size: int | None = Field(None, alias="CHUNK_SIZE", ge=16, le=8192)
     chunk_overlap: int | None = Field(None, alias="CHUNK_OVERLAP", ge=0, le=4096)
 
@@ -137,6 +147,9 @@ class Settings(BaseSettings):
         "confluence_username",
         "confluence_password",
         "confluence_token",
+        "embedding_api_base",
+        "embedding_api_key",
+        "rerank_model",
         mode="before",
     )
     @classmethod
@@ -145,6 +158,15 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("rerank_model")
+    @classmethod
+    def _hosted_reranker(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("litellm:") and len(value) > len("litellm:")):
+            raise ValueError(
+                "must name a hosted reranker as litellm:<provider>/<model>, e.g. litellm:cohere/rerank-v3.5"
+            )
+        return value
 
     @field_validator(
         "emb_int8",
@@ -193,6 +215,26 @@ class Settings(BaseSettings):
     @property
     def confluence_configured(self) -> bool:
         return bool(self.confluence_url)
+
+    def embedding_endpoint(self) -> tuple[str | None, str | None, str, str]:
+        """(base, key, base variable, key variable) for hosted embeddings and reranking:
+        EMBEDDING_API_BASE/KEY, else the answers' LITELLM_API_BASE/KEY."""
+        base_var = (
+            "EMBEDDING_API_BASE"
+            if self.embedding_api_base
+            else ("LITELLM_API_BASE" if self.litellm_api_base else "EMBEDDING_API_BASE")
+        )
+        key_var = (
+            "EMBEDDING_API_KEY"
+            if self.embedding_api_key
+            else ("LITELLM_API_KEY" if self.litellm_api_key else "EMBEDDING_API_KEY")
+        )
+        return (
+            self.embedding_api_base or self.litellm_api_base,
+            self.embedding_api_key or self.litellm_api_key,
+            base_var,
+            key_var,
+        )
 
     def embedding_model_for(self, kind: str) -> str | None:
         """The model id for a kind's collection; None means the bundled default."""

@@ -31,3 +31,7 @@ class IngestBusyError(RagError):
 
 class IngestCancelled(RagError):
     """The ingest was interrupted (process shutdown); what was written stays consistent."""
+
+
+class ProviderError(RagError):
+    """A hosted model (embeddings, reranking) failed after the retries its policy allows."""

@@ -22,7 +22,8 @@ from rag.answering.retrieval import DENSE_WEIGHT, LEXICAL_WEIGHT, Retriever
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.indexing.chunking import code_language_of, enclosing_symbol
-from rag.indexing.embedding import EmbedderPool, embedder_factory
+from rag.indexing.embedders import embedder_factory
+from rag.indexing.embedding import EmbedderPool
 from rag.indexing.store import VectorStore, chunk_id
 from rag.indexing.symbol_ingest import index_symbols
 from rag.models import Chunk, Document, Hit, content_hash

@@ -149,5 +149,11 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
     # Third-party chatter that drowns the useful lines at INFO.
-    for noisy in ("httpx", "chromadb", "LiteLLM", "litellm", "urllib3", "transformers", "apscheduler"):
+    for noisy in ("httpx", "httpx2", "openai", "chromadb", "litellm"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    for noisy in ("urllib3", "transformers", "apscheduler"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # litellm prints a failed call at ERROR through its own handler ("LiteLLM:ERROR: main.py:567 -
+    # Error in rerank: ..."); ragbot reports every such failure in its own words (the answer's
+    # note, the reranker's warning, the ingest report), so litellm's lines show at DEBUG only.
+    logging.getLogger("LiteLLM").setLevel(logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL)

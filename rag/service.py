@@ -18,10 +18,13 @@ from rag.answering.citations import cited
 from rag.answering.generation import Answerer, TokenSink
 from rag.answering.grounding import Evidence, judge
 from rag.answering.memory import fit_budget
+from rag.answering.reranking import reranker_for
 from rag.answering.retrieval import Retriever
 from rag.answering.tools import Toolbox
 from rag.config import KINDS, Settings
-from rag.indexing.embedding import EmbedderPool, embedder_factory
+from rag.errors import RagError
+from rag.indexing.embedders import embedder_factory
+from rag.indexing.embedding import EmbedderPool
 from rag.indexing.ingest import Ingestor, Progress
 from rag.indexing.lexical import LexicalIndexes
 from rag.indexing.store import VectorStore
@@ -57,7 +60,12 @@ class RagService:
             settings, store=self.store, embedders=self.embedders, lexical=self.lexical, registry=self.registry
         )
         self.retriever = Retriever(
-            settings, store=self.store, embedders=self.embedders, lexical=self.lexical, registry=self.registry
+            settings,
+            store=self.store,
+            embedders=self.embedders,
+            lexical=self.lexical,
+            registry=self.registry,
+            reranker=reranker_for(settings, on_failure=lambda kind: self.metrics.rerank_failed(kind)),
         )
         self.answerer = Answerer(settings)
         #: Set by rag.ops.scheduler.start_scheduler when this process runs the periodic ingest.
@@ -174,9 +182,16 @@ class RagService:
         names = set(self.store.collection_names())
         for kind in KINDS:
             embedder = self.embedders.get(s.embedding_model_for(kind))
-            collection_name = self.store.collection_name(kind, embedder.key)
+            model_error = None
+            try:
+                key = embedder.key  # a hosted model's key needs its dimension: one probe request
+            except RagError as e:
+                key, model_error = None, str(e)
+            collection_name = self.store.collection_name(kind, key) if key is not None else None
             collection = (
-                self.store.collection(kind, embedder.key, create=False) if collection_name in names else None
+                self.store.collection(kind, key, create=False)
+                if key is not None and collection_name in names
+                else None
             )
             indexed = collection.source_names() if collection is not None else []
             specs = {spec.name: spec for spec in self.registry.of_kind(kind)}
@@ -191,6 +206,8 @@ class RagService:
                     "documents": 0,
                     "chunks": 0,
                 }
+                if model_error is not None:
+                    info["model_error"] = model_error  # the sizes are unknown until it answers
                 if collection is not None and name in indexed:
                     states = collection.document_states(name)
                     info["documents"] = len(states)

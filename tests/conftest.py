@@ -70,6 +70,16 @@ CONTRACT_VARS = [
     "RAGBOT_AGENT",
     "RAGBOT_AGENT_MAX_STEPS",
     "RAGBOT_AGENT_SECONDS",
+    # Additions (issue 22: hosted embeddings and reranking)
+    "EMBEDDING_API_BASE",
+    "EMBEDDING_API_KEY",
+    "EMBEDDING_CONCURRENCY",
+    "EMBEDDING_BATCH_SIZE",
+    "EMBEDDING_BATCH_TOKENS",
+    "EMBEDDING_TIMEOUT",
+    "EMBEDDING_MAX_RETRIES",
+    "RERANK_MODEL",
+    "RERANK_TIMEOUT",
 ]
 
 # Offline, deterministic, no proxies: set for the whole session (and inherited by subprocesses).

@@ -59,11 +59,17 @@ def arm(point: str) -> None:
         original_flush = Ingestor._flush
 
         def flush(
-            self: Ingestor, pending: Any, embedder: Any, collection: Collection, symbols: Any, report: Any
+            self: Ingestor,
+            pending: Any,
+            embedder: Any,
+            collection: Collection,
+            symbols: Any,
+            report: Any,
+            **kw: Any,
         ) -> None:
             if any(p.previous is not None and len(p.previous.ids) > len(p.chunks) for p in pending):
                 kill_on_delete(collection, nth=1, before=True)
-            original_flush(self, pending, embedder, collection, symbols, report)
+            original_flush(self, pending, embedder, collection, symbols, report, **kw)
 
         Ingestor._flush = flush  # type: ignore[method-assign]
     elif point == "pruning":

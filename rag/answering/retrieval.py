@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from rag.answering.grounding import Evidence
 from rag.answering.ranking import POOL_FACTOR, rerank
+from rag.answering.reranking import HostedReranker
 from rag.config import KINDS, Settings
 from rag.indexing.embedding import EmbedderPool
 from rag.indexing.lexical import LexicalIndexes
@@ -92,6 +93,7 @@ class Retriever:
         lexical_weight: float = LEXICAL_WEIGHT,
         definition_weight: float | None = None,
         ranking: bool = True,
+        reranker: HostedReranker | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry if registry is not None else SourceRegistry.from_settings(settings)
@@ -106,6 +108,8 @@ class Retriever:
         self.definition_weight = definition_weight
         #: Implementation-first prior and per-file diversity after fusion (rag.answering.ranking).
         self.ranking = ranking
+        #: RERANK_MODEL: reorders the fused candidates before the prior and the top k.
+        self.reranker = reranker
 
     def search(
         self,
@@ -172,6 +176,8 @@ class Retriever:
         hits = [
             record_to_hit(records[rid], score, show_source=show) for rid, score in ranked if rid in records
         ]
+        if self.reranker is not None:
+            hits = self.reranker.rerank(query, hits)
         return rerank(query, hits, top_k=top_k) if self.ranking else hits
 
     def _definitions(self, kind: str, model_key: str, query: str, names: list[str], depth: int) -> list[str]:

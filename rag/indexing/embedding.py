@@ -356,8 +356,8 @@ class EmbedderPool:
             return self._embedders[model]
 
 
-def embedder_factory(settings: Settings) -> Callable[[str | None], Embedder]:
-    """Builds TransformersEmbedders with the settings that concern every model."""
+def local_embedder_factory(settings: Settings) -> Callable[[str | None], Embedder]:
+    """Builds TransformersEmbedders with the settings that concern every local model."""
 
     def build(model: str | None) -> Embedder:
         return TransformersEmbedder(

@@ -23,6 +23,7 @@ from rag.indexing.embedding import Embedder, EmbedderPool
 from rag.indexing.lexical import LexicalIndexes
 from rag.indexing.locking import IngestLock
 from rag.indexing.pipeline import prefetch
+from rag.indexing.progress import Progress, SourceProgress, as_watcher
 from rag.indexing.state import StateDB
 from rag.indexing.store import Collection, DocumentState, VectorStore, chunk_id
 from rag.indexing.symbol_ingest import PendingSymbols, SymbolWriter, remove_source
@@ -39,8 +40,6 @@ FLUSH_CHUNKS = 512
 #: Documents read and chunked ahead of the embedding (bounds the memory they hold).
 PREFETCH_DOCUMENTS = 64
 
-#: progress(source, documents_done, documents_to_process)
-Progress = Callable[[str, int, int], None]
 SourceFactory = Callable[[Settings, SourceSpec], Source]
 
 
@@ -54,6 +53,8 @@ class _Pending:
     symbols: PendingSymbols | None = None
     #: False: the chunks are current, only the document's symbols are (re)written.
     write_chunks: bool = True
+    #: Secret values redacted from the text (summed per source for the one INFO line).
+    redactions: int = 0
 
 
 def make_chunker(settings: Settings, embedder: Embedder) -> LineChunker:
@@ -121,7 +122,11 @@ class Ingestor:
             if check is not None:
                 check()
         for kind in {spec.kind for spec in targets}:
-            self.embedders.get(self.settings.embedding_model_for(kind)).token_limit()
+            embedder = self.embedders.get(self.settings.embedding_model_for(kind))
+            embedder.token_limit()
+            check = getattr(embedder, "check", None)
+            if check is not None:
+                check()  # a hosted model: one probe request (a wrong key, URL or name: exit 2)
         self.store.collection_names()
 
     def run(
@@ -135,14 +140,16 @@ class Ingestor:
     ) -> list[IngestReport]:
         """Ingest each target in turn; with `prune_removed` (`ingest all`, the scheduler), then
         delete the sources that are no longer configured. Raises IngestBusyError if another
-        ingest is running."""
+        ingest is running. `progress` watches each source (an IngestProgress, or the callable
+        progress(source, documents_done, documents_to_process))."""
+        watcher = as_watcher(progress)
         reports = []
         with self.lock(trigger):
             for spec in targets:
                 if self._cancelled.is_set():
                     break
                 started = time.time()
-                report = self.run_source(spec, full=full, progress=progress)
+                report = self.run_source(spec, full=full, progress=watcher)
                 self.state.record_run(report, started_at=started, trigger=trigger)
                 reports.append(report)
             if prune_removed and not self._cancelled.is_set():
@@ -190,8 +197,10 @@ class Ingestor:
         """One source, without taking the lock (the caller holds it)."""
         t0 = time.monotonic()
         report = IngestReport(source=spec.kind, source_name=spec.name)
+        tally = SourceProgress(as_watcher(progress), spec.name)
+        tally.started()
         try:
-            self._run(spec, report, full=full, progress=progress)
+            self._run(spec, report, full=full, progress=tally)
         except RagError as e:
             report.ok = False
             report.error = str(e)
@@ -202,9 +211,10 @@ class Ingestor:
             report.error = f"unexpected error: {type(e).__name__}: {e}"
             log.exception("ingest of %s failed unexpectedly", spec.name)
         report.seconds = time.monotonic() - t0
+        tally.finished(report)
         return report
 
-    def _run(self, spec: SourceSpec, report: IngestReport, *, full: bool, progress: Progress | None) -> None:
+    def _run(self, spec: SourceSpec, report: IngestReport, *, full: bool, progress: SourceProgress) -> None:
         name = spec.name
         source = self.source_factory(self.settings, spec)
         log.info("ingesting %s: %s", name, source.describe())
@@ -243,6 +253,7 @@ class Ingestor:
                 to_load.append(ref)
                 if unchanged:
                     symbols_only.add(ref.doc_id)
+        progress.listed(len(refs), len(to_load))
 
         def prepared() -> Iterator[_Pending | LoadFailure]:
             for item in source.load(to_load):
@@ -261,20 +272,31 @@ class Ingestor:
         # Reading, redacting and chunking the next documents overlaps the model's forward passes.
         items = prefetch(prepared(), depth=PREFETCH_DOCUMENTS) if self.overlap else prepared()
         pending: list[_Pending] = []
-        for done, item in enumerate(items, start=1):
+        redacted_values = redacted_files = 0
+        for item in items:
             self._check_cancelled()
             if isinstance(item, LoadFailure):
                 report.errors.append({"document": item.doc_id, "error": item.error})
                 log.warning("%s: %s", item.doc_id, item.error)
+                progress.done(1)
             else:
                 pending.append(item)
+                redacted_values += item.redactions
+                redacted_files += 1 if item.redactions else 0
             if sum(len(p.chunks) for p in pending) >= FLUSH_CHUNKS:
-                self._flush(pending, embedder, collection, symbols, report)
+                self._flush(pending, embedder, collection, symbols, report, progress=progress)
                 pending = []
-            if progress:
-                progress(name, done, len(to_load))
         self._check_cancelled()
-        self._flush(pending, embedder, collection, symbols, report)
+        self._flush(pending, embedder, collection, symbols, report, progress=progress)
+        if redacted_values:  # the per-file lines are at DEBUG
+            log.info(
+                "%s: redacted %d secret value%s in %d file%s",
+                name,
+                redacted_values,
+                "" if redacted_values == 1 else "s",
+                redacted_files,
+                "" if redacted_files == 1 else "s",
+            )
 
         self._check_cancelled()  # pruning only after a complete pass
         self._prune(collection, states, {ref.doc_id for ref in refs}, report)
@@ -306,12 +328,12 @@ class Ingestor:
     ) -> _Pending:
         text, redactions = redact(doc.text)
         if redactions:
-            log.info("%s: redacted %d secret value(s) before indexing", doc.doc_id, redactions)
+            log.debug("%s: redacted %d secret value(s) before indexing", doc.doc_id, redactions)
             doc = Document(**{**doc.__dict__, "text": text})
         fingerprint = f"{doc.fingerprint()}|{chunker.signature}"
         chunks = [replace(c, source_name=source_name) for c in chunker.chunk(doc)]
         extra = {**doc.metadata, "doc_fingerprint": fingerprint, "doc_chunks": len(chunks)}
-        return _Pending(doc, chunks, fingerprint, previous, extra)
+        return _Pending(doc, chunks, fingerprint, previous, extra, redactions=redactions)
 
     def _flush(
         self,
@@ -320,17 +342,25 @@ class Ingestor:
         collection: Collection,
         symbols: SymbolWriter,
         report: IngestReport,
+        *,
+        progress: SourceProgress | None = None,
     ) -> None:
         if not pending:
             return
+        documents = len(pending)
         # Symbols first: a document's chunks (their fingerprint) are what marks it done.
         report.symbols_indexed += symbols.write([p.symbols for p in pending if p.symbols])
         report.documents_unchanged += sum(1 for p in pending if not p.write_chunks)
         pending = [p for p in pending if p.write_chunks]
         if not pending:
+            if progress:
+                progress.done(documents)
             return
         chunks = [c for p in pending for c in p.chunks]
-        vectors = embedder.embed_documents([c.embed_text for c in chunks])
+        vectors = embedder.embed_documents(
+            [c.embed_text for c in chunks],
+            progress=progress.embedding(documents, len(chunks)) if progress else None,
+        )
         extras = [p.extra for p in pending for _ in p.chunks]
         written = [chunk_id(c.source_name, c.doc_id, c.index) for c in chunks]
         stale: list[str] = []
@@ -349,6 +379,8 @@ class Ingestor:
             collection.upsert(chunks, vectors, extras)
             collection.delete_ids(stale)
         report.chunks_embedded += len(chunks)
+        if progress:
+            progress.done(documents, len(chunks))
 
 
 def resolve_targets(registry: SourceRegistry, targets: Sequence[str]) -> list[SourceSpec]:

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SURFACES = ("slack", "api", "cli")
 OUTCOMES = ("answered", "not_found", "refused", "rate_limited", "error")
+RERANK_FAILURE_KINDS = ("timeout", "error")
 LLM_ERROR_KINDS = ("timeout", "rate_limited", "connection", "auth", "server", "request", "empty", "other")
 
 # Seconds: answers stream for several seconds; retrieval is tens of milliseconds.
@@ -131,6 +132,12 @@ class Metrics:
         self.feedback_votes = Counter(
             "ragbot_feedback_votes", "👍/👎 votes on answers.", ["vote"], registry=r
         )
+        self.rerank_failures = Counter(
+            "ragbot_rerank_failures",
+            "Hosted reranker calls that failed or ran past RERANK_TIMEOUT (the fused order was kept).",
+            ["kind"],
+            registry=r,
+        )
         # Every combination of the bounded labels exists from the start, so a rate() over a
         # counter that has not moved yet is 0, not "no data".
         for surface in SURFACES:
@@ -138,6 +145,8 @@ class Metrics:
                 self.questions.labels(surface, outcome)
         for kind in LLM_ERROR_KINDS:
             self.llm_errors.labels(kind)
+        for kind in RERANK_FAILURE_KINDS:
+            self.rerank_failures.labels(kind)
         for vote in ("up", "down"):
             self.feedback_votes.labels(vote)
 
@@ -190,6 +199,11 @@ class Metrics:
         self.slack_connected.set(1 if connected else 0)
         if reconnected:
             self.slack_reconnects.inc()
+
+    def rerank_failed(self, kind: str) -> None:
+        """The hosted reranker failed (`error`) or was too slow (`timeout`)."""
+        if self.enabled and kind in RERANK_FAILURE_KINDS:
+            self.rerank_failures.labels(kind).inc()
 
     def vote(self, vote: str) -> None:
         if self.enabled and vote in ("up", "down"):
