@@ -57,7 +57,8 @@ def bundled_model_dir() -> Path:
 
 
 class Embedder(ABC):
-    """Turns texts into L2-normalised vectors. Subclasses implement `embed_batch` only."""
+    """Turns texts into vectors compared by cosine (the local models' are L2-normalised; a hosted
+    model's are stored as it sends them). Subclasses implement `embed_batch` only."""
 
     #: Identifies the vector space; stored collections are named after it.
     name: str = "embedder"
