@@ -149,9 +149,6 @@ def _get(item: object, name: str) -> object:
 
 
 def _is_timeout(error: BaseException) -> bool:
-    cause = error.__cause__ or error
-    return (
-        "Timeout" in type(cause).__name__
-        or "did not answer within" in str(error)
-        or "timed out" in str(error).lower()
-    )
+    import litellm
+
+    return isinstance(error.__cause__ or error, litellm.Timeout)
