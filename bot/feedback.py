@@ -91,6 +91,8 @@ def read_votes(path: Path, *, since: float | None = None) -> list[Vote]:
     for number, line in enumerate(lines, start=1):
         try:
             entry = json.loads(line)
+            if entry.get("kind") == "escalation":  # read by read_escalations
+                continue
             at = _timestamp(entry["time"])
             vote = entry["vote"]
         except (ValueError, KeyError, TypeError):
@@ -114,6 +116,64 @@ def read_votes(path: Path, *, since: float | None = None) -> list[Vote]:
         latest[key] = item
     # Newest first; votes within one second (the log's resolution) keep the log's order, reversed.
     return sorted(reversed(latest.values()), key=lambda v: v.at, reverse=True)
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """An "Ask an expert" click: who asked for whom, on which question."""
+
+    at: float
+    user: str
+    escalated_to: list[str]
+    reasons: list[str]
+    question: str | None
+    found: bool | None
+    answer_id: str = ""
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "at": time.strftime(_TIME_FORMAT, time.gmtime(self.at)),
+            "user": self.user,
+            "escalated_to": self.escalated_to,
+            "reasons": self.reasons,
+            "question": self.question,
+            "found": self.found,
+            "sources": self.sources,
+        }
+
+
+def read_escalations(path: Path, *, since: float | None = None) -> list[Escalation]:
+    """The escalations in the feedback log, newest first."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    found: list[Escalation] = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict) or entry.get("kind") != "escalation":
+            continue
+        at = _timestamp(entry.get("time"))
+        if at is None or (since is not None and at < since):
+            continue
+        flag = entry.get("found")
+        found.append(
+            Escalation(
+                at=at,
+                user=str(entry.get("user") or ""),
+                escalated_to=[str(x) for x in entry.get("escalated_to") or []],
+                reasons=[str(x) for x in entry.get("reasons") or []],
+                question=entry.get("question"),
+                found=None if flag is None else bool(flag),
+                answer_id=str(entry.get("answer_id") or ""),
+                sources=list(entry.get("sources") or []),
+            )
+        )
+    return sorted(reversed(found), key=lambda e: e.at, reverse=True)
 
 
 def summary(votes: Sequence[Vote]) -> dict[str, Any]:
@@ -154,6 +214,15 @@ def to_csv(votes: Sequence[Vote]) -> str:
         sources = " ; ".join(_citation(s) for s in v.sources)
         writer.writerow([data["at"], v.user, v.vote, found, v.question or "", data["answer"], sources])
     return out.getvalue()
+
+
+def escalations_text(escalations: Sequence[Escalation]) -> str:
+    """One line per escalation: when, who asked for whom, and the question."""
+    lines = []
+    for e in escalations:
+        data = e.to_json()
+        lines.append(f"{data['at']} 🙋 {e.user} → {', '.join(e.escalated_to)}: {e.question}\n")
+    return "".join(lines)
 
 
 def to_text(votes: Sequence[Vote]) -> str:

@@ -312,7 +312,17 @@ def feedback(
     """The 👍/👎 votes given in Slack, newest first, with a summary line."""
     import time
 
-    from bot.feedback import feedback_path, parse_duration, read_votes, summary, summary_line, to_csv, to_text
+    from bot.feedback import (
+        escalations_text,
+        feedback_path,
+        parse_duration,
+        read_escalations,
+        read_votes,
+        summary,
+        summary_line,
+        to_csv,
+        to_text,
+    )
     from rag.config import load_settings
 
     if as_json and as_csv:
@@ -323,14 +333,24 @@ def feedback(
         fail(f"--since: {e}", 2)
     with edge():
         settings = load_settings()
-        votes = read_votes(feedback_path(settings.ragbot_data_dir), since=time.time() - window)
+        path = feedback_path(settings.ragbot_data_dir)
+        votes = read_votes(path, since=time.time() - window)
+        escalations = read_escalations(path, since=time.time() - window)
     listed = [v for v in votes if v.vote == "down"] if down else votes
     if as_json:
         counts = summary(votes)
-        emit_json({"up": counts["up"], "down": counts["down"], "votes": [v.to_json() for v in listed]})
+        emit_json(
+            {
+                "up": counts["up"],
+                "down": counts["down"],
+                "votes": [v.to_json() for v in listed],
+                "escalated": len(escalations),
+                "escalations": [e.to_json() for e in escalations],
+            }
+        )
     else:
-        sys.stdout.write(to_csv(listed) if as_csv else to_text(listed))
-    typer.echo(f"last {since}: {summary_line(votes)}", err=True)
+        sys.stdout.write(to_csv(listed) if as_csv else to_text(listed) + escalations_text(escalations))
+    typer.echo(f"last {since}: {summary_line(votes)}; {len(escalations)} escalation(s)", err=True)
 
 
 # ----- eval ----------------------------------------------------------------------------------

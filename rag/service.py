@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -28,16 +28,20 @@ from rag.indexing.embedding import EmbedderPool
 from rag.indexing.ingest import Ingestor, Progress
 from rag.indexing.lexical import LexicalIndexes
 from rag.indexing.store import VectorStore
-from rag.models import Answer, IngestReport, Turn
+from rag.models import Answer, Hit, IngestReport, Turn
 from rag.ops.liveness import heartbeat_path
 from rag.ops.metrics import Metrics, answer_found
 from rag.ops.scheduler import SchedulerHandle, scheduler_status
+from rag.sources.ownership import Owner, Ownership
 from rag.sources.registry import SourceRegistry
 from rag.sources.specs import SourceSpec
 
 __all__ = ["Metrics", "RagService", "answer_found", "cited", "fit_budget", "heartbeat_path"]
 
 log = logging.getLogger(__name__)
+
+#: Hears what retrieval found and whether the index covers the question, before any text is written.
+RetrievedSink = Callable[[list[Hit], bool], None]
 
 
 class RagService:
@@ -81,8 +85,14 @@ class RagService:
         history: Sequence[Turn] = (),
         on_token: TokenSink | None = None,
         on_step: StepSink | None = None,
+        on_retrieved: RetrievedSink | None = None,
+        require_found: bool = False,
     ) -> Answer:
         """Answer from the sources of target `source` (None: all), within `allowed` names if given.
+
+        `on_retrieved(hits, found)` hears what retrieval found and the grounding judgement before
+        any text is written. With `require_found`, a question the index does not cover gets an
+        empty not-found answer at once (no model call): for callers that stay silent then.
 
         With a model that takes tools (and RAGBOT_AGENT=auto), a question the index covers is
         answered by the answering loop, which may read further through tools limited to the same
@@ -96,6 +106,12 @@ class RagService:
         retrieved = time.perf_counter()
         judgement = judge(evidence)
         log.debug("grounding: found=%s p=%.3f %s", judgement.found, judgement.probability, judgement.features)
+        if on_retrieved is not None:
+            on_retrieved(hits, judgement.found and bool(hits))
+        if require_found and not (judgement.found and hits):
+            silent = Answer("", "extractive", list(hits), found=False, note="not found")
+            self.metrics.asked(retrieval_seconds=retrieved - started, llm_seconds=None, answer=silent)
+            return silent
         answer = None
         # A question the index does not cover keeps its plain "not covered" answer: no turns spent.
         if judgement.found and hits and self.answering_loop.enabled:
@@ -114,6 +130,14 @@ class RagService:
         llm_seconds = time.perf_counter() - retrieved if self.answerer.configured else None
         self.metrics.asked(retrieval_seconds=retrieved - started, llm_seconds=llm_seconds, answer=answer)
         return answer
+
+    def owners(self, hits: Sequence[Hit], *, limit: int = 3) -> list[Owner]:
+        """Who owns what `hits` cite: CODEOWNERS at the indexed commit, page editors, `experts`."""
+        return self.ownership.owners(hits, limit=limit)
+
+    @cached_property
+    def ownership(self) -> Ownership:
+        return Ownership(self.settings, self.registry)
 
     @cached_property
     def answering_loop(self) -> AnsweringLoop:
@@ -212,8 +236,10 @@ class RagService:
                     states = collection.document_states(name)
                     info["documents"] = len(states)
                     info["chunks"] = sum(st.present_chunks for st in states.values())
-                runs = self.ingestor.state.last_runs(limit=1, source=name)
+                runs = self.ingestor.state.last_runs(limit=20, source=name)
                 info["last_run"] = _run_summary(runs[0]) if runs else None
+                good = next((r for r in runs if r["ok"]), None)
+                info["last_success"] = _run_summary(good)["finished_at"] if good else None
                 sources[name] = info
         holder = self.ingestor.lock("status").current_holder()
         scheduler = scheduler_status(s, self.scheduler)

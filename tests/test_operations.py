@@ -186,10 +186,14 @@ def test_votes_are_counted_recorded_with_found_and_summarised_in_ragingest_statu
         lambda: [m for m in slack.thread_messages("CGENERAL", msg["ts"]) if m.get("blocks")],
         what="the answer",
     )[-1]
-    down = next(b for b in answer["blocks"] if b["type"] == "actions")["elements"][1]
+    (feedback,) = next(b for b in answer["blocks"] if b["type"] == "context_actions")["elements"]
     slack.wait_for_ack(
         slack.send_block_action(
-            user="UBOB", channel="CGENERAL", message=answer, action_id=down["action_id"], value=down["value"]
+            user="UBOB",
+            channel="CGENERAL",
+            message=answer,
+            action_id=feedback["action_id"],
+            value=feedback["negative_button"]["value"],
         )
     )
     path = feedback_path(settings.ragbot_data_dir)
@@ -327,7 +331,8 @@ def test_feedback_refuses_bad_options_with_exit_2(tmp_path: Path) -> None:
     both = feedback_cli(tmp_path, "--json", "--csv")
     assert both.returncode == 2
     empty = feedback_cli(tmp_path, "--json")
-    assert empty.returncode == 0 and json.loads(empty.stdout) == {"up": 0, "down": 0, "votes": []}
+    assert empty.returncode == 0
+    assert json.loads(empty.stdout) == {"up": 0, "down": 0, "votes": [], "escalated": 0, "escalations": []}
 
 
 def test_durations_parse() -> None:

@@ -225,3 +225,51 @@ def test_the_cli_reports_a_bad_file_in_one_line_before_any_work(tmp_path: Path) 
         ]
         assert done.stdout == ""
     assert not (tmp_path / "chroma").exists()  # nothing ran
+
+
+SLACK_KEYS = """
+[[repository]]
+name = "backend"
+path = "checkouts/backend"
+experts = ["U0ALICE", "S0PLATFORM"]
+
+[slack.people]
+"@Octocat" = "U0OCTO"
+"jane@example.com" = "W0JANE"
+
+[[slack.channel]]
+id = "C0SUPPORT"
+answer = "questions"
+private = true
+experts = ["S0ONCALL"]
+
+[[slack.channel]]
+id = "C0SCOPED"
+sources = ["backend"]
+"""
+
+
+def test_support_private_and_expert_keys(tmp_path: Path, make_settings) -> None:  # type: ignore[no-untyped-def]
+    registry = registry_for(tmp_path, make_settings, SLACK_KEYS)
+    support = registry.slack.channel("C0SUPPORT")
+    assert support is not None
+    assert (support.answer, support.private, support.experts) == ("questions", True, ("S0ONCALL",))
+    assert support.sources is None and registry.slack.sources_for("C0SUPPORT") is None  # every source
+    scoped = registry.slack.channel("C0SCOPED")
+    assert scoped is not None and (scoped.answer, scoped.private) == ("mention", False)
+    assert registry.slack.people == {"@octocat": "U0OCTO", "jane@example.com": "W0JANE"}
+    backend = registry.get("backend")
+    assert backend is not None and backend.experts == ("U0ALICE", "S0PLATFORM")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[[slack.channel]]\nid = "C1"\nanswer = "always"\n', "[[slack.channel]] #1, key answer"),
+        ('[[slack.channel]]\nid = "C1"\nsources = []\n', "[[slack.channel]] #1, key sources"),
+        ('[[slack.channel]]\nid = "C1"\nexperts = ["@here"]\n', "[[slack.channel]] #1, key experts.0"),
+        ('[slack.people]\n"@octocat" = "octocat"\n', "[slack], key people.@octocat"),
+    ],
+)
+def test_bad_slack_keys_are_one_line_errors(tmp_path: Path, make_settings, text: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    assert expected in error_for(tmp_path, make_settings, text)

@@ -46,6 +46,9 @@ _LLM_KIND_BY_NAME = (
 )
 
 
+ESCALATION_OUTCOMES = ("mentioned", "nobody")
+
+
 def answer_found(answer: Answer) -> bool:
     """Whether the index had the answer: the grounding judgement (`Answer.found`), and some hit."""
     return bool(answer.found) and bool(answer.hits)
@@ -138,6 +141,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.escalations = Counter(
+            "ragbot_escalations",
+            "Slack 'Ask an expert' clicks: owners mentioned in the thread, or nobody could be found.",
+            ["outcome"],
+            registry=r,
+        )
         # Every combination of the bounded labels exists from the start, so a rate() over a
         # counter that has not moved yet is 0, not "no data".
         for surface in SURFACES:
@@ -149,6 +158,8 @@ class Metrics:
             self.rerank_failures.labels(kind)
         for vote in ("up", "down"):
             self.feedback_votes.labels(vote)
+        for outcome in ESCALATION_OUTCOMES:
+            self.escalations.labels(outcome)
 
     # ----- recording ---------------------------------------------------------------------
 
@@ -204,6 +215,11 @@ class Metrics:
         """The hosted reranker failed (`error`) or was too slow (`timeout`)."""
         if self.enabled and kind in RERANK_FAILURE_KINDS:
             self.rerank_failures.labels(kind).inc()
+
+    def escalation(self, outcome: str) -> None:
+        """An "Ask an expert" click: `mentioned` (owners pinged) or `nobody` (none could be found)."""
+        if self.enabled and outcome in ESCALATION_OUTCOMES:
+            self.escalations.labels(outcome).inc()
 
     def vote(self, vote: str) -> None:
         if self.enabled and vote in ("up", "down"):

@@ -341,6 +341,10 @@ class ConfluenceSource:
             "last_modified": str(version.get("when") or (history.get("lastUpdated") or {}).get("when") or ""),
             "author": str((history.get("createdBy") or {}).get("displayName") or ""),
             "last_modified_by": str((version.get("by") or {}).get("displayName") or ""),
+            # Where Confluence shows them (Cloud hides e-mails by the user's privacy setting):
+            # "Ask an expert" finds the people in Slack by e-mail.
+            "last_modified_by_email": str((version.get("by") or {}).get("email") or ""),
+            "author_email": str((history.get("createdBy") or {}).get("email") or ""),
             "labels": ", ".join(labels),
             "ancestors": " > ".join(a for a in ancestors if a),
             "breadcrumb": " > ".join(p for p in [space_name, *ancestors, title] if p),

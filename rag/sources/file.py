@@ -1,11 +1,11 @@
 """The sources file (`RAGBOT_SOURCES_FILE`, TOML): its typed shape and its one-line errors.
 
 ```toml
-[[repository]]   name, path | url, branch, web_url, interval_minutes
+[[repository]]   name, path | url, branch, web_url, interval_minutes, experts
 [[confluence]]   name, url, spaces, include_restricted, username_env, password_env, token_env,
-                 interval_minutes
-[slack]          allowed_channels
-[[slack.channel]] id, sources
+                 interval_minutes, experts
+[slack]          allowed_channels, people
+[[slack.channel]] id, sources, answer, private, experts
 ```
 
 Every problem is a ConfigError whose message is one line naming the file, the table and the key.
@@ -16,9 +16,9 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from rag.errors import ConfigError
 
@@ -26,6 +26,11 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 #: Target words that can't also be source names.
 RESERVED_NAMES = frozenset({"all", "code", "confluence", "status"})
 KINDS = ("code", "confluence")
+
+
+#: A Slack user (U…, W…) or user group (S…) id, as `experts` and `[slack] people` name them.
+SLACK_ID_PATTERN = r"^[UWS][A-Z0-9]{2,}$"
+SlackId = Annotated[str, StringConstraints(pattern=SLACK_ID_PATTERN)]
 
 
 class _Table(BaseModel):
@@ -39,6 +44,7 @@ class RepositoryEntry(_Table):
     branch: str | None = None
     web_url: str | None = None
     interval_minutes: int | None = Field(None, ge=1)
+    experts: list[SlackId] = Field(default_factory=list)
 
 
 class ConfluenceEntry(_Table):
@@ -50,16 +56,23 @@ class ConfluenceEntry(_Table):
     password_env: str | None = None
     token_env: str | None = None
     interval_minutes: int | None = Field(None, ge=1)
+    experts: list[SlackId] = Field(default_factory=list)
 
 
 class SlackChannelEntry(_Table):
     id: str = Field(min_length=1)
-    sources: list[str] = Field(min_length=1)
+    #: absent = every source; listed = only these (an empty list is an error)
+    sources: list[str] | None = Field(None, min_length=1)
+    answer: Literal["mention", "questions"] = "mention"
+    private: bool = False
+    experts: list[SlackId] = Field(default_factory=list)
 
 
 class SlackEntry(_Table):
     allowed_channels: list[str] = Field(default_factory=list)
     channel: list[SlackChannelEntry] = Field(default_factory=list)
+    #: a CODEOWNERS owner (`@octocat`, `@acme/ops`) or an e-mail → a Slack user or group id
+    people: dict[str, SlackId] = Field(default_factory=dict)
 
 
 class SourcesFile(_Table):

@@ -200,6 +200,7 @@ def _from_file(path: Path, settings: Settings) -> SourceRegistry:
                 branch=repo.branch,
                 web_url=(repo.web_url.rstrip("/") if repo.web_url else derive_web_url(repo.url)),
                 interval_minutes=repo.interval_minutes,
+                experts=tuple(repo.experts),
             )
         )
     for i, site in enumerate(parsed.confluence):
@@ -233,13 +234,14 @@ def _from_file(path: Path, settings: Settings) -> SourceRegistry:
                 token=creds["token"],
                 include_restricted=site.include_restricted,
                 interval_minutes=site.interval_minutes,
+                experts=tuple(site.experts),
                 names=ConfluenceSettingNames.in_file(path, label, env_names),
             )
         )
 
     scopes = []
     for i, channel in enumerate(parsed.slack.channel):
-        for name in channel.sources:
+        for name in channel.sources or ():
             if name not in seen:
                 raise ConfigError(
                     error_line(
@@ -249,8 +251,17 @@ def _from_file(path: Path, settings: Settings) -> SourceRegistry:
                         f"{name!r} names no source (configured: {', '.join(seen) or 'none'})",
                     )
                 )
-        scopes.append(ChannelScope(channel.id, tuple(channel.sources)))
-    slack = SlackScopes(tuple(parsed.slack.allowed_channels), tuple(scopes))
+        scopes.append(
+            ChannelScope(
+                channel.id,
+                tuple(channel.sources) if channel.sources is not None else None,
+                answer=channel.answer,
+                private=channel.private,
+                experts=tuple(channel.experts),
+            )
+        )
+    people = {key.strip().lower(): value for key, value in parsed.slack.people.items()}
+    slack = SlackScopes(tuple(parsed.slack.allowed_channels), tuple(scopes), people)
 
     ignored = [
         alias

@@ -32,6 +32,8 @@ class RepositorySpec:
     branch: str | None = None
     web_url: str | None = None
     interval_minutes: int | None = None
+    #: Slack ids (U…/W… people, S… user groups) "Ask an expert" may mention for this source
+    experts: tuple[str, ...] = ()
     kind: ClassVar[str] = "code"
 
     def location(self) -> str:
@@ -53,9 +55,7 @@ class ConfluenceSettingNames:
     include_restricted: str = "CONFLUENCE_INCLUDE_RESTRICTED=true"
 
     @classmethod
-    def in_file(
-        cls, file: Path, label: str, env: dict[str, str | None]
-    ) -> ConfluenceSettingNames:
+    def in_file(cls, file: Path, label: str, env: dict[str, str | None]) -> ConfluenceSettingNames:
         """Names for a `[[confluence]]` table; credentials are environment variables either way
         (`username_env` etc. when set, else the v1 names)."""
         where = f"{file}: {label}"
@@ -82,6 +82,7 @@ class ConfluenceSpec:
     include_restricted: bool = False
     interval_minutes: int | None = None
     names: ConfluenceSettingNames = field(default_factory=ConfluenceSettingNames)
+    experts: tuple[str, ...] = ()
     kind: ClassVar[str] = "confluence"
 
     def location(self) -> str:
@@ -93,23 +94,33 @@ SourceSpec = RepositorySpec | ConfluenceSpec
 
 @dataclass(frozen=True)
 class ChannelScope:
-    """`[[slack.channel]]`: the sources a channel's questions may search."""
+    """`[[slack.channel]]`: the sources a channel's questions may search (None: every source),
+    whether it answers unaddressed questions (`answer = "questions"`), privately, and its experts."""
 
     channel_id: str
-    sources: tuple[str, ...]
+    sources: tuple[str, ...] | None
+    answer: str = "mention"
+    private: bool = False
+    experts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SlackScopes:
     allowed_channels: tuple[str, ...] = ()
     channels: tuple[ChannelScope, ...] = ()
+    #: `[slack] people`: a CODEOWNERS owner or an e-mail (lower-cased) → a Slack user or group id
+    people: dict[str, str] = field(default_factory=dict)
+
+    def channel(self, channel_id: str) -> ChannelScope | None:
+        for scope in self.channels:
+            if scope.channel_id == channel_id:
+                return scope
+        return None
 
     def sources_for(self, channel_id: str) -> tuple[str, ...] | None:
         """The source names a channel may search, or None for every source."""
-        for scope in self.channels:
-            if scope.channel_id == channel_id:
-                return scope.sources
-        return None
+        scope = self.channel(channel_id)
+        return scope.sources if scope is not None else None
 
 
 def clone_dir_for(settings: Settings, spec: RepositorySpec) -> Path:
