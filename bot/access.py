@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from slack_sdk import WebClient
@@ -41,16 +41,19 @@ class Verdict(Enum):
     SHARED_CHANNEL = "shared_channel"
 
 
-class TtlCache:
+V = TypeVar("V")
+
+
+class TtlCache(Generic[V]):
     """A small bounded cache with a time-to-live; thread-safe (answers run in a pool)."""
 
     def __init__(self, ttl: float, size: int = CACHE_SIZE) -> None:
         self.ttl = ttl
         self.size = size
-        self._items: OrderedDict[str, tuple[float, bool]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str) -> bool | None:
+    def get(self, key: str) -> V | None:
         with self._lock:
             item = self._items.get(key)
             if item is None or time.monotonic() - item[0] > self.ttl:
@@ -62,7 +65,7 @@ class TtlCache:
         with self._lock:
             self._items.pop(key, None)
 
-    def put(self, key: str, value: bool) -> None:
+    def put(self, key: str, value: V) -> None:
         with self._lock:
             self._items[key] = (time.monotonic(), value)
             self._items.move_to_end(key)
@@ -98,8 +101,8 @@ class Access:
         self.allow_external = settings.slack_allow_external_users
         self.refuse_shared = settings.slack_shared_channels == "refuse"
         self.allowed_channels = frozenset(settings.slack_allowed_channels) | frozenset(allowed_channels)
-        self.users = TtlCache(USER_CACHE_SECONDS)
-        self.shared = TtlCache(CHANNEL_CACHE_SECONDS)
+        self.users: TtlCache[bool] = TtlCache(USER_CACHE_SECONDS)
+        self.shared: TtlCache[bool] = TtlCache(CHANNEL_CACHE_SECONDS)
 
     def verdict(self, event: dict[str, Any], body: dict[str, Any]) -> Verdict:
         channel = str(event.get("channel") or "")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError
@@ -40,13 +42,31 @@ def validate_slack_settings(settings: Settings) -> None:
 
 def make_web_client(settings: Settings) -> WebClient:
     """A WebClient on SLACK_API_URL that retries 429s (Retry-After) and dropped connections,
-    and neutralises broadcast mentions in everything it sends."""
+    neutralises broadcast mentions in everything it sends, and turns native feedback buttons
+    into classic ones from the first time Slack refuses them (invalid_blocks)."""
     from slack_sdk import WebClient
+    from slack_sdk.errors import SlackApiError
     from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
 
+    from bot.capabilities import slack_error
+    from bot.formatting import classic_feedback, has_native_feedback
     from bot.safety import neutralise_payload
 
     class SafeWebClient(WebClient):
+        #: Shared by this client and its copies (bot.capabilities.without_retries): False once
+        #: Slack refused a `feedback_buttons` block.
+        native_feedback = True
+        _allowed = threading.local()
+
+        @contextlib.contextmanager
+        def allowing_groups(self, groups: frozenset[str]) -> Iterator[None]:
+            """Let exactly these user-group mentions through, in this thread, for this block."""
+            self._allowed.groups = groups
+            try:
+                yield
+            finally:
+                self._allowed.groups = frozenset()
+
         def api_call(
             self,
             api_method: str,
@@ -59,16 +79,43 @@ def make_web_client(settings: Settings) -> WebClient:
             headers: dict[str, str] | None = None,
             auth: dict[str, str] | None = None,
         ) -> Any:
-            return super().api_call(
-                api_method,
-                http_verb=http_verb,
-                files=files,
-                data=neutralise_payload(data),
-                params=neutralise_payload(params),
-                json=neutralise_payload(json),
-                headers=headers,
-                auth=auth,
-            )
+            allow: frozenset[str] = getattr(self._allowed, "groups", frozenset())
+            native = any(has_native_feedback((p or {}).get("blocks")) for p in (data, json))
+            if native and not type(self).native_feedback:
+                data, json = _classic(data), _classic(json)
+            try:
+                return super().api_call(
+                    api_method,
+                    http_verb=http_verb,
+                    files=files,
+                    data=neutralise_payload(data, allow),
+                    params=neutralise_payload(params, allow),
+                    json=neutralise_payload(json, allow),
+                    headers=headers,
+                    auth=auth,
+                )
+            except SlackApiError as e:
+                if not (native and type(self).native_feedback and slack_error(e) == "invalid_blocks"):
+                    raise
+                type(self).native_feedback = False
+                log.warning(
+                    "Slack refused the native feedback buttons (%s); using classic buttons from now on", e
+                )
+                return self.api_call(
+                    api_method,
+                    http_verb=http_verb,
+                    files=files,
+                    data=data,
+                    params=params,
+                    json=json,
+                    headers=headers,
+                    auth=auth,
+                )
+
+    def _classic(payload: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not payload or not isinstance(payload.get("blocks"), list):
+            return payload
+        return {**payload, "blocks": classic_feedback(payload["blocks"])}
 
     base_url = (
         settings.slack_api_url if settings.slack_api_url.endswith("/") else settings.slack_api_url + "/"

@@ -21,8 +21,11 @@ FALLBACK_LIMIT = 3_000  # the notification / fallback `text`
 STREAM_LIMIT = 3_500  # characters shown while streaming
 MAX_SOURCES = 8
 
-FEEDBACK_UP = "feedback_up"
+FEEDBACK_UP = "feedback_up"  # the classic 👍/👎 buttons (where Slack refuses feedback_buttons)
 FEEDBACK_DOWN = "feedback_down"
+FEEDBACK = "ragbot_feedback"  # Slack's native feedback_buttons; values "up:<answer id>" / "down:<answer id>"
+SHARE = "ragbot_share"  # a private answer's "Share in thread"
+ESCALATE = "ragbot_escalate"  # "Ask an expert"
 
 
 def escape(text: str) -> str:
@@ -129,25 +132,82 @@ def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
 
 
+def _button(action_id: str, text: str, value: str, *, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
 def feedback_block(answer_id: str) -> dict[str, Any]:
+    """Slack's native feedback buttons (a `context_actions` block with `feedback_buttons`)."""
+    return {
+        "type": "context_actions",
+        "block_id": "feedback",
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": FEEDBACK,
+                "positive_button": {
+                    "text": {"type": "plain_text", "text": messages.FEEDBACK_UP},
+                    "value": f"up:{answer_id}",
+                    "accessibility_label": messages.FEEDBACK_UP_LABEL,
+                },
+                "negative_button": {
+                    "text": {"type": "plain_text", "text": messages.FEEDBACK_DOWN},
+                    "value": f"down:{answer_id}",
+                    "accessibility_label": messages.FEEDBACK_DOWN_LABEL,
+                },
+            }
+        ],
+    }
+
+
+def classic_feedback_block(answer_id: str) -> dict[str, Any]:
+    """The 👍/👎 as two ordinary buttons, for clients and workspaces without feedback_buttons."""
     return {
         "type": "actions",
         "block_id": "feedback",
         "elements": [
-            {
-                "type": "button",
-                "action_id": FEEDBACK_UP,
-                "text": {"type": "plain_text", "text": messages.FEEDBACK_UP, "emoji": True},
-                "value": answer_id,
-            },
-            {
-                "type": "button",
-                "action_id": FEEDBACK_DOWN,
-                "text": {"type": "plain_text", "text": messages.FEEDBACK_DOWN, "emoji": True},
-                "value": answer_id,
-            },
+            _button(FEEDBACK_UP, messages.FEEDBACK_UP, answer_id),
+            _button(FEEDBACK_DOWN, messages.FEEDBACK_DOWN, answer_id),
         ],
     }
+
+
+def has_native_feedback(blocks: Any) -> bool:
+    return isinstance(blocks, list) and any(
+        isinstance(b, dict) and b.get("type") == "context_actions" for b in blocks
+    )
+
+
+def classic_feedback(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`blocks` with native feedback buttons turned into the classic ones (same answer id)."""
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        if block.get("type") != "context_actions":
+            out.append(block)
+            continue
+        for element in block.get("elements") or []:
+            if element.get("type") == "feedback_buttons":
+                value = str((element.get("positive_button") or {}).get("value") or "")
+                out.append(classic_feedback_block(value.split(":", 1)[-1]))
+    return out
+
+
+def actions_block(answer_id: str, actions: Sequence[str]) -> dict[str, Any]:
+    """The answer's buttons: Share in thread (a private answer), Ask an expert."""
+    buttons = []
+    if "share" in actions:
+        buttons.append(_button(SHARE, messages.SHARE_BUTTON, answer_id, style="primary"))
+    if "escalate" in actions:
+        buttons.append(_button(ESCALATE, messages.ESCALATE_BUTTON, answer_id))
+    return {"type": "actions", "block_id": "answer_actions", "elements": buttons}
 
 
 def note_text(answer: Answer, *, question_cut: bool = False, question_limit: int = 0) -> list[str]:
@@ -159,14 +219,26 @@ def note_text(answer: Answer, *, question_cut: bool = False, question_limit: int
     return notes
 
 
-def answer_blocks(answer: Answer, *, answer_id: str, notes: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The whole answer as blocks: text sections, notes, sources, feedback buttons."""
+def answer_blocks(
+    answer: Answer,
+    *,
+    answer_id: str,
+    notes: Sequence[str] = (),
+    actions: Sequence[str] = (),
+    shared_by: str | None = None,
+) -> list[dict[str, Any]]:
+    """The whole answer as blocks: text sections, notes, sources, the `actions` buttons ("share",
+    "escalate"), feedback buttons; `shared_by` (a user id) credits whoever shared a private answer."""
     blocks: list[dict[str, Any]] = [_section(p) for p in split_text(to_mrkdwn(answer.text)) if p.strip()]
     blocks.extend(_context(n) for n in notes)
     blocks.append({"type": "divider"})
     sources = sources_text(answer.hits, answer_text=answer.text, found=answer.found)
     # Not found: the nearest passages are small print under "closest matches", not the answer's sources.
     blocks.extend((_section if answer.found else _context)(p) for p in split_text(sources))
+    if shared_by:
+        blocks.append(_context(messages.SHARED_BY.format(user=shared_by)))
+    if actions:
+        blocks.append(actions_block(answer_id, actions))
     blocks.append(feedback_block(answer_id))
     return blocks
 

@@ -18,13 +18,20 @@ from typing import TYPE_CHECKING, Any
 
 from bot import formatting, messages
 from bot.access import Access, Verdict, is_dm
+from bot.capabilities import Capabilities, without_retries
+from bot.commands import Commands, command_event, new_error_id
 from bot.dedupe import SeenKeys, event_key, message_key
+from bot.escalation import Escalation
+from bot.home import HomeTab
 from bot.liveness import InFlight
-from bot.memory import AnswerLog, ThreadMemory, turns_from_replies
-from bot.reports import ingest_summary, status_text
-from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, neutralise, strip_mentions_of
-from bot.streaming import Capabilities, NativeDelivery, ThreadStatus, UpdateDelivery, searching_status
-from rag.errors import ConfigError, IngestBusyError, RagError, StoreError
+from bot.memory import AnswerLog, ThreadMemory
+from bot.private import PrivateAnswers
+from bot.questions import Question, is_question
+from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, strip_mentions_of
+from bot.status import ThreadStatus, loading_messages, searching_status, source_list
+from bot.streaming import NativeDelivery, UpdateDelivery, delivery_for
+from bot.threads import Threads
+from rag.errors import StoreError
 from rag.service import answer_found
 
 if TYPE_CHECKING:
@@ -32,21 +39,23 @@ if TYPE_CHECKING:
     from slack_sdk import WebClient
 
     from rag.config import Settings
+    from rag.models import Hit
     from rag.service import RagService
 
 log = logging.getLogger(__name__)
 
 #: message subtypes that are still a person writing a question
 QUESTION_SUBTYPES = {None, "file_share", "thread_broadcast"}
-ADMIN_CACHE_SECONDS = 600.0
-
-
-def new_error_id() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 class Handlers:
-    """Listeners for mentions, thread follow-ups, DMs, `/ragingest` and feedback buttons."""
+    """Listeners for mentions, thread follow-ups, DMs, support channels, the slash commands,
+    the answer's buttons, the App Home and Slack's assistant threads.
+
+    No listener calls the Web API itself: each filters, then hands the event to the intake pool
+    (dedupe, access, rate limit, status), which queues the answer in the answer pool. A 429 or
+    a slow users.info therefore never holds up Bolt's listener threads.
+    """
 
     def __init__(
         self,
@@ -67,10 +76,12 @@ class Handlers:
         access: Access | None = None,
         team_id: str | None = None,
         native_streaming: bool = True,
+        quick: WebClient | None = None,
     ) -> None:
         self.settings = settings
         self.service = service
         self.client = client
+        self.quick = quick or without_retries(client)  # progress calls: a 429 skips, never sleeps
         self.bot_user_id = bot_user_id
         self.bot_id = bot_id
         self.memory = memory
@@ -81,52 +92,74 @@ class Handlers:
         self.top_k = top_k
         self.access = access
         self.team_id = team_id
-        self.caps = Capabilities()  # what Slack refused (streaming, status): remembered for the process
+        self.caps = Capabilities()  # what Slack refused for good (streaming, status): for the process
         self.caps.streaming = native_streaming
         self.seen = SeenKeys()
-        self.not_ours = SeenKeys(ttl=300.0)  # threads recently checked in Slack: the bot is not in them
+        self.intake = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ragbot-intake")
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ragbot-answer")
-        self.jobs = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragbot-command")
         # Questions beyond the busy workers wait in the pool's queue; only past `max_pending`
         # (far above a burst of 50 at once) does the asker get the "busy, ask again" reply.
         self._slots = threading.BoundedSemaphore(max_pending)
-        self._admins: dict[str, tuple[float, bool]] = {}
-        self._our_threads: set[str] = set()  # "channel:thread_ts" where the bot has posted an answer
+        self.threads = Threads(
+            client=client, memory=memory, bot_user_id=bot_user_id, bot_id=bot_id, clean=self._clean_question
+        )
         self.inflight = InFlight()  # accepted questions not answered yet (liveness, answer timing)
+        self.commands = Commands(
+            settings=settings, service=service, client=client, answers=answers, ask_privately=self.on_ragbot
+        )
+        self.escalation = Escalation(self)
+        self.private = PrivateAnswers(self)
+        self.home = HomeTab(self)
 
     def register(self, app: App) -> None:
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
         app.event("channel_shared")(self.on_channel_shared)
         app.event("channel_unshared")(self.on_channel_unshared)
-        app.command("/ragingest")(self.on_ragingest)
+        app.event("app_home_opened")(self.home.on_opened)
+        app.command("/ragingest")(self.commands.on_ragingest)
+        app.command("/ragbot")(self.commands.on_ragbot)
+        app.action(formatting.FEEDBACK)(self.on_feedback)
         app.action(formatting.FEEDBACK_UP)(self.on_feedback)
         app.action(formatting.FEEDBACK_DOWN)(self.on_feedback)
+        app.action(formatting.SHARE)(self.private.on_share)
+        app.action(formatting.ESCALATE)(self.escalation.on_click)
+        app.action(HomeTab.INGEST)(self.home.on_ingest)
         app.error(self.on_error)
 
     def shutdown(self) -> None:
+        self.intake.shutdown(wait=False, cancel_futures=True)
         self.pool.shutdown(wait=False, cancel_futures=True)
-        self.jobs.shutdown(wait=False, cancel_futures=True)
+        self.commands.shutdown()
 
     # ----- events --------------------------------------------------------------------------
 
     def on_mention(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if self._ignored(event):
             return
-        ts = event["ts"]
-        self._accept(event, body, reply_thread=event.get("thread_ts") or ts)
+        reply_thread = event.get("thread_ts") or event["ts"]
+        private = self._channel_says(event.get("channel", ""), "private")
+        self.intake.submit(self.guard, self._accept, event, body, reply_thread=reply_thread, private=private)
 
     def on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         if self._ignored(event):
             return
         channel, ts, thread_ts = event.get("channel", ""), event.get("ts", ""), event.get("thread_ts")
         if event.get("channel_type") == "im":
-            self._accept(event, body, reply_thread=thread_ts, memory_key=thread_ts or "dm")
+            # Answered in a thread (Slack's agent surface; it gives DMs native streaming too).
+            self.intake.submit(self.guard, self._accept, event, body, reply_thread=thread_ts or ts)
             return
-        if not thread_ts or thread_ts == ts:
-            return  # a top-level channel message: only a mention (app_mention) makes it a question
-        if self._answered_in(channel, thread_ts):
-            self._accept(event, body, reply_thread=thread_ts)
+        if thread_ts and thread_ts != ts:
+            self.intake.submit(self.guard, self._follow_up, event, body)
+            return
+        # A top-level channel message: a question only by a mention (app_mention), or in a support channel.
+        text = str(event.get("text") or "")
+        mentioned = bool(self.bot_user_id) and f"<@{self.bot_user_id}" in text
+        if not mentioned and self._channel_says(channel, "questions") and is_question(text):
+            private = self._channel_says(channel, "private")
+            self.intake.submit(
+                self.guard, self._accept, event, body, reply_thread=ts, unprompted=True, private=private
+            )
 
     def on_channel_shared(self, event: dict[str, Any]) -> None:
         if self.access:
@@ -135,6 +168,27 @@ class Handlers:
     def on_channel_unshared(self, event: dict[str, Any]) -> None:
         if self.access:
             self.access.on_channel_unshared(event)
+
+    def on_ragbot(self, command: dict[str, Any], respond: Any) -> None:
+        """`/ragbot QUESTION` (acknowledged by bot.commands): a private answer."""
+        event, body = command_event(command)
+        self.intake.submit(
+            self.guard, self._accept, event, body, reply_thread=None, private=True, respond=respond
+        )
+
+    def guard(self, work: Callable[..., None], *args: Any, **kwargs: Any) -> None:
+        """Run intake work, logging (with an error id) what escapes it: nothing is lost silently."""
+        try:
+            work(*args, **kwargs)
+        except Exception:
+            log.exception("handling a Slack event failed [error id %s]", new_error_id())
+
+    def _channel_says(self, channel: str, what: str) -> bool:
+        """`[[slack.channel]]`: "questions" (answer = "questions") or "private" (private = true)."""
+        scope = self.service.registry.slack.channel(channel)
+        if scope is None:
+            return False
+        return scope.answer == "questions" if what == "questions" else bool(scope.private)
 
     def _ignored(self, event: dict[str, Any]) -> bool:
         """Own and other bots' messages, edits, joins and every other non-question subtype."""
@@ -147,33 +201,10 @@ class Handlers:
             or "edited" in event
         )
 
-    def _answered_in(self, channel: str, thread_ts: str) -> bool:
-        """Whether the bot has answered in this thread: local memory first, then the thread itself."""
-        key = f"{channel}:{thread_ts}"
-        if key in self._our_threads or self.memory.knows(channel, thread_ts):
-            return True
-        if not self.not_ours.claim(key):
-            return False
-        try:
-            replies = self.client.conversations_replies(channel=channel, ts=thread_ts, limit=200)
-        except Exception as e:
-            log.warning("cannot read thread %s/%s to rebuild its memory: %s", channel, thread_ts, e)
-            return False
-        msgs = list(replies.get("messages") or [])
-        ours = any(
-            (self.bot_user_id and m.get("user") == self.bot_user_id)
-            or (self.bot_id and m.get("bot_id") == self.bot_id)
-            for m in msgs
-        )
-        if not ours:
-            return False
-        turns = turns_from_replies(
-            msgs, bot_user_id=self.bot_user_id, bot_id=self.bot_id, strip=self._clean_question
-        )
-        self.memory.seed(channel, thread_ts, turns)
-        self._our_threads.add(key)
-        log.info("rebuilt memory of thread %s/%s from Slack: %d turn(s)", channel, thread_ts, len(turns))
-        return True
+    def _follow_up(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        channel, thread_ts = event.get("channel", ""), str(event.get("thread_ts"))
+        if self.threads.answered_in(channel, thread_ts):
+            self._accept(event, body, reply_thread=thread_ts)
 
     def _clean_question(self, text: str) -> str:
         return strip_mentions_of(text, self.bot_user_id)
@@ -184,88 +215,133 @@ class Handlers:
         body: dict[str, Any],
         *,
         reply_thread: str | None,
-        memory_key: str | None = None,
+        unprompted: bool = False,
+        private: bool = False,
+        respond: Any = None,
     ) -> None:
-        """Dedupe, rate-limit, show that the bot is working, queue the answer."""
+        """Dedupe, check who may ask and where, rate-limit, show that the bot is working, queue
+        the answer. A support channel's unprompted question is refused silently."""
         channel, ts, user = event["channel"], event["ts"], event["user"]
         if not self.seen.claim(event_key(body.get("event_id")), message_key(channel, ts)):
             log.info("duplicate delivery of %s/%s ignored (event %s)", channel, ts, body.get("event_id"))
             return
-        question = self._clean_question(str(event.get("text") or ""))
+        dm = is_dm(event)
+        question = Question(
+            channel=channel,
+            ts=ts,
+            user=user,
+            text=self._clean_question(str(event.get("text") or "")),
+            reply_thread=reply_thread,
+            memory_key=reply_thread or ts,
+            team=event.get("user_team") or event.get("team") or self.team_id,
+            dm=dm,
+            unprompted=unprompted,
+            private=private,
+            respond=respond,
+        )
         metrics = self.service.metrics
         try:
-            if self._refused(event, body, reply_thread):
+            if self._refused(event, body, reply_thread, quietly=unprompted, respond=respond):
                 return
-            if not question:
+            if not question.text:
                 metrics.question("slack", "refused")
                 self._post(channel, reply_thread, messages.EMPTY_QUESTION)
                 return
             wait = self.limiter.check(user)
             if wait:
                 metrics.question("slack", "rate_limited")
-                self._ephemeral(
-                    channel, user, reply_thread, messages.RATE_LIMITED.format(seconds=int(wait) + 1)
-                )
+                if not unprompted:
+                    self._private_note(question, messages.RATE_LIMITED.format(seconds=int(wait) + 1))
                 return
             if not self._slots.acquire(blocking=False):
                 metrics.question("slack", "refused")
-                self._post(channel, reply_thread, messages.OVERLOADED)
+                if not unprompted:
+                    self._post(channel, reply_thread, messages.OVERLOADED)
                 return
             self.inflight.start(f"{channel}:{ts}")
-            status = ThreadStatus(self.client, self.caps, channel=channel, ts=ts, thread=reply_thread)
-            scope = self.service.registry.slack.sources_for(channel)
-            status.set(searching_status(self.service.search_scope(None, scope)))
+            status = ThreadStatus(
+                self.client, self.caps, channel=channel, ts=ts, thread=reply_thread, quick=self.quick
+            )
+            if not unprompted and respond is None:  # an unprompted question shows nothing until it is found
+                names = self.service.search_scope(None, self.scope_for(question))
+                status.set(searching_status(names), loading=loading_messages(names))
         except Exception:
             metrics.question("slack", "error")
             error_id = new_error_id()
             log.exception("cannot accept question %s/%s [error id %s]", channel, ts, error_id)
-            self._apologise(channel, reply_thread, error_id)
+            if not unprompted:
+                self._apologise(channel, reply_thread, error_id)
             return
-        self.pool.submit(
-            self._answer,
-            channel=channel,
-            ts=ts,
-            user=user,
-            question=question,
-            reply_thread=reply_thread,
-            memory_key=memory_key or reply_thread or ts,
-            status=status,
-            team=event.get("user_team") or event.get("team") or self.team_id,
-            dm=is_dm(event),
-        )
+        self.pool.submit(self._answer, question, status)
 
-    def _refused(self, event: dict[str, Any], body: dict[str, Any], reply_thread: str | None) -> bool:
-        """Who may ask, and where (bot.access): a refusal is one ephemeral note, nothing else."""
+    def scope_for(self, question: Question) -> tuple[str, ...] | None:
+        """The sources a question may search: its channel's (`[[slack.channel]] sources`); a
+        `/ragbot` question, answered to the asker alone, searches what a DM would."""
+        if question.respond is not None:
+            return None
+        return self.service.registry.slack.sources_for(question.channel)
+
+    def _refused(
+        self,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        reply_thread: str | None,
+        *,
+        quietly: bool = False,
+        respond: Any = None,
+    ) -> bool:
+        """Who may ask, and where (bot.access): a refusal is one ephemeral note (none when `quietly`)."""
         verdict = self.access.verdict(event, body) if self.access else Verdict.ALLOWED
+        if respond is not None and verdict is Verdict.SHARED_CHANNEL:
+            verdict = Verdict.ALLOWED  # /ragbot's answer is seen by the asker alone; sharing re-checks
         if verdict is Verdict.ALLOWED:
             return False
         channel, user = event["channel"], event["user"]
         log.info("refused a question from %s in %s: %s", user, channel, verdict.value)
-        self._ephemeral(channel, user, reply_thread, REFUSALS[verdict])
+        if not quietly:
+            if respond is not None:
+                self.private.reply(respond, user, REFUSALS[verdict])
+            else:
+                self._ephemeral(channel, user, reply_thread, REFUSALS[verdict])
         return True
 
-    def _answer(
-        self,
-        *,
-        channel: str,
-        ts: str,
-        user: str,
-        question: str,
-        reply_thread: str | None,
-        memory_key: str,
-        status: ThreadStatus,
-        team: str | None,
-        dm: bool,
-    ) -> None:
+    def _answer(self, q: Question, status: ThreadStatus) -> None:
+        if q.private:
+            try:
+                self.private.answer(q)
+            finally:
+                status.clear()
+                self.inflight.done(f"{q.channel}:{q.ts}")
+                self._slots.release()
+            return
         delivery: NativeDelivery | UpdateDelivery | None = None
         try:
-            question, cut = clip_question(question, self.question_limit)
-            history = self.memory.turns(channel, memory_key)
-            delivery = self._delivery(channel, reply_thread, user=user, team=team, dm=dm, status=status)
-            delivery.begin()
-            if reply_thread:
-                self._our_threads.add(f"{channel}:{reply_thread}")
+            text, cut = clip_question(q.text, self.question_limit)
+            history = self.memory.turns(q.channel, q.memory_key)
+            delivery = delivery_for(
+                q,
+                self.client,
+                self.caps,
+                quick=self.quick,
+                interval=self.update_interval,
+                on_first_token=lambda: status.set(messages.STATUS_WRITING),
+            )
+            if not q.unprompted:
+                delivery.begin()
+                if q.reply_thread:
+                    self.threads.add(q.channel, q.reply_thread)
             shown_in = delivery
+            scope = self.scope_for(q)
+            names = self.service.search_scope(None, scope)
+
+            def on_retrieved(hits: list[Hit], found: bool) -> None:
+                """Retrieval done: a completed task with the sources as links (native stream only)."""
+                if found and hits:
+                    if q.unprompted:
+                        shown_in.begin()
+                    shown_in.retrieved(
+                        messages.SEARCHED.format(names=source_list(names) or "the index"), hits
+                    )
 
             def on_step(step: str) -> None:
                 """The answering loop's steps while they run: tasks in the native stream's
@@ -274,39 +350,48 @@ class Handlers:
                     status.step(step)
 
             answer = self.service.ask(
-                question,
+                text,
                 top_k=self.top_k,
                 history=history,
                 on_token=delivery.on_token,
                 on_step=on_step,
-                allowed=self.service.registry.slack.sources_for(channel),  # a scoped channel and its threads
+                on_retrieved=on_retrieved,
+                allowed=scope,  # a scoped channel and its threads
+                require_found=q.unprompted,
             )
+            if q.unprompted and not answer_found(answer):
+                self.service.metrics.answered("slack", answer, seconds=0.0)
+                log.info("support question %s/%s not covered by the index: staying quiet", q.channel, q.ts)
+                self.escalation.offer_when_unanswered(q, answer)
+                return
+            if q.reply_thread:
+                self.threads.add(q.channel, q.reply_thread)
             answer_id = uuid.uuid4().hex
             notes = formatting.note_text(answer, question_cut=cut, question_limit=self.question_limit)
-            blocks = formatting.answer_blocks(answer, answer_id=answer_id, notes=notes)
-            text = formatting.fallback_text(answer)
+            actions = ["escalate"] if self.escalation.offered(q.channel, answer, dm=q.dm) else []
+            blocks = formatting.answer_blocks(answer, answer_id=answer_id, notes=notes, actions=actions)
             # Remembered before it is shown: a follow-up or a vote may arrive the moment it is.
-            self.memory.add(channel, memory_key, question, answer.text)
+            self.memory.add(q.channel, q.memory_key, text, answer.text)
             self.answers.record_answer(
                 answer_id,
-                channel=channel,
-                thread_ts=memory_key,
-                user=user,
-                question=question,
+                channel=q.channel,
+                thread_ts=q.memory_key,
+                user=q.user,
+                question=text,
                 answer=answer.text,
                 mode=answer.mode,
                 hits=answer.hits,
                 found=answer_found(answer),
             )
-            delivery.finish(answer, blocks, text)
+            delivery.finish(answer, blocks, formatting.fallback_text(answer))
             shown = time.monotonic()
-            received = self.inflight.started(f"{channel}:{ts}") or shown
+            received = self.inflight.started(f"{q.channel}:{q.ts}") or shown
             self.service.metrics.first_text((delivery.first_visible_at or shown) - received)
             self.service.metrics.answered("slack", answer, seconds=shown - received)
             log.info(
                 "answered %s/%s (%s, %d sources, %d streaming updates, %s)",
-                channel,
-                ts,
+                q.channel,
+                q.ts,
                 answer.mode,
                 len(answer.hits),
                 delivery.updates,
@@ -316,121 +401,37 @@ class Handlers:
             )
         except StoreError as e:  # the index (e.g. a Chroma server) is down: say so, stay up
             self.service.metrics.question("slack", "error")
-            log.warning("answering %s/%s: the index is unavailable: %s", channel, ts, e)
-            replace = delivery.abort() if delivery else None
-            self._tell(channel, reply_thread, messages.INDEX_UNAVAILABLE, replace=replace)
+            log.warning("answering %s/%s: the index is unavailable: %s", q.channel, q.ts, e)
+            if not q.unprompted:
+                replace = delivery.abort() if delivery else None
+                self._tell(q.channel, q.reply_thread, messages.INDEX_UNAVAILABLE, replace=replace)
         except Exception:
             self.service.metrics.question("slack", "error")
             error_id = new_error_id()
-            log.exception("answering %s/%s failed [error id %s]", channel, ts, error_id)
-            self._apologise(channel, reply_thread, error_id, replace=delivery.abort() if delivery else None)
+            log.exception("answering %s/%s failed [error id %s]", q.channel, q.ts, error_id)
+            replace = delivery.abort() if delivery else None
+            if not q.unprompted or replace:
+                self._apologise(q.channel, q.reply_thread, error_id, replace=replace)
         finally:
             status.clear()
-            self.inflight.done(f"{channel}:{ts}")
+            self.inflight.done(f"{q.channel}:{q.ts}")
             self._slots.release()
-
-    def _delivery(
-        self, channel: str, thread: str | None, *, user: str, team: str | None, dm: bool, status: ThreadStatus
-    ) -> NativeDelivery | UpdateDelivery:
-        """Native streaming in a thread unless Slack refused it before; else the v1 chat.update path."""
-        writing = lambda: status.set(messages.STATUS_WRITING)  # noqa: E731
-        if thread and self.caps.streaming:
-            return NativeDelivery(
-                self.client,
-                self.caps,
-                channel=channel,
-                thread=thread,
-                user=user,
-                team=team,
-                is_dm=dm,
-                interval=self.update_interval,
-                on_first_token=writing,
-            )
-        return UpdateDelivery(
-            self.client, channel=channel, thread=thread, interval=self.update_interval, on_first_token=writing
-        )
-
-    # ----- /ragingest ------------------------------------------------------------------------
-
-    def on_ragingest(self, ack: Callable[..., None], command: dict[str, Any], respond: Any) -> None:
-        words = (command.get("text") or "").replace(",", " ").lower().split() or ["all"]
-        user = command.get("user_id", "")
-        arg = " ".join(words)
-        if words == ["status"]:
-            ack(text=messages.INGEST_STATUS_ACK)
-            self.jobs.submit(self._status_job, respond=respond, user=user)
-            return
-        try:
-            self.service.registry.resolve(words)
-        except ConfigError as e:  # an unknown target: say which names exist (ephemeral, like every ack)
-            ack(text=f"{e}\n" + messages.INGEST_USAGE.format(names=self.service.registry.describe_names()))
-            return
-        ack(text=messages.INGEST_ACK.format(arg=arg))
-        self.jobs.submit(self._ingest_job, arg=arg, user=user, respond=respond)
-
-    def _ingest_job(self, *, arg: str, user: str, respond: Any) -> None:
-        try:
-            if not self._may_ingest(user):
-                log.info("refused /ragingest %s from %s", arg, user)
-                self._respond(respond, user, messages.INGEST_REFUSED)
-                return
-            words = arg.split()
-            targets = self.service.registry.resolve(words)
-            self.service.ingestor.preflight(targets)  # a config problem is one clear line, not a failed run
-            log.info("/ragingest %s by %s: ingesting %s", arg, user, ", ".join(s.name for s in targets))
-            reports = self.service.ingest(targets, trigger=f"slack:{user}", prune_removed="all" in words)
-            self._respond(respond, user, ingest_summary(reports))
-        except IngestBusyError as e:
-            self._respond(respond, user, messages.INGEST_BUSY.format(reason=str(e)))
-        except RagError as e:
-            log.warning("/ragingest %s by %s failed: %s", arg, user, e)
-            self._respond(respond, user, messages.INGEST_FAILED.format(reason=str(e)))
-        except Exception:
-            error_id = new_error_id()
-            log.exception("/ragingest %s by %s failed [error id %s]", arg, user, error_id)
-            self._respond(respond, user, messages.INGEST_ERROR.format(error_id=error_id))
-
-    def _status_job(self, *, respond: Any, user: str) -> None:
-        from bot.feedback import read_votes, summary_line
-
-        try:
-            week = read_votes(self.answers.feedback_path, since=time.time() - 7 * 86_400)
-            text = status_text(self.service.status()) + f"\n*Feedback, last 7 days*: {summary_line(week)}"
-            self._respond(respond, user, text)
-        except Exception:
-            error_id = new_error_id()
-            log.exception("/ragingest status failed [error id %s]", error_id)
-            self._respond(respond, user, messages.INGEST_ERROR.format(error_id=error_id))
-
-    def _may_ingest(self, user: str) -> bool:
-        allowed = self.settings.ragingest_allowed_users
-        if allowed:
-            return user in allowed
-        cached = self._admins.get(user)
-        if cached and time.monotonic() - cached[0] < ADMIN_CACHE_SECONDS:
-            return cached[1]
-        info = self.client.users_info(user=user).get("user") or {}
-        is_admin = bool(info.get("is_admin") or info.get("is_owner") or info.get("is_primary_owner"))
-        self._admins[user] = (time.monotonic(), is_admin)
-        return is_admin
-
-    def _respond(self, respond: Any, user: str, text: str) -> None:
-        """Reply to a slash command through its response_url; a DM when that has expired."""
-        text = neutralise(text)
-        try:
-            respond(text=text, response_type="ephemeral", replace_original=False)
-        except Exception as e:
-            log.warning("response_url reply failed (%s); sending a direct message to %s instead", e, user)
-            self.client.chat_postMessage(channel=user, text=text, unfurl_links=False, unfurl_media=False)
 
     # ----- feedback --------------------------------------------------------------------------
 
     def on_feedback(self, ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         user = (body.get("user") or {}).get("id", "")
-        vote = "up" if action.get("action_id") == formatting.FEEDBACK_UP else "down"
+        value = str(action.get("value", ""))
+        if action.get("action_id") == formatting.FEEDBACK:  # native feedback_buttons: "up:<answer id>"
+            vote, _, answer_id = value.partition(":")
+        else:
+            vote, answer_id = ("up" if action.get("action_id") == formatting.FEEDBACK_UP else "down"), value
+        if vote not in ("up", "down"):
+            log.warning("unexpected feedback value %r from %s; ignored", value, user)
+            return
         try:
-            self.answers.record_vote(str(action.get("value", "")), user=user, vote=vote)
+            self.answers.record_vote(answer_id, user=user, vote=vote)
             self.service.metrics.vote(vote)
             channel = (body.get("channel") or {}).get("id")
             thread = (body.get("message") or {}).get("thread_ts")
@@ -457,6 +458,13 @@ class Handlers:
 
     def _ephemeral(self, channel: str, user: str, thread_ts: str | None, text: str) -> None:
         self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts, text=text)
+
+    def _private_note(self, q: Question, text: str) -> None:
+        """A note only the asker sees: through /ragbot's response_url, else an ephemeral message."""
+        if q.respond is not None:
+            self.private.reply(q.respond, q.user, text)
+        else:
+            self._ephemeral(q.channel, q.user, q.reply_thread, text)
 
     def _apologise(
         self, channel: str, thread_ts: str | None, error_id: str, *, replace: str | None = None

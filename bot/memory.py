@@ -55,6 +55,10 @@ class SlackState:
             columns = {row[1] for row in db.execute("PRAGMA table_info(answers)")}
             if "found" not in columns:  # files written before votes recorded `found`
                 db.execute("ALTER TABLE answers ADD COLUMN found INTEGER")
+            # Private answers (shared at most once) and escalations, from issue 21 on.
+            for column, kind in (("private", "INTEGER"), ("shared_at", "REAL"), ("escalated_at", "REAL")):
+                if column not in columns:
+                    db.execute(f"ALTER TABLE answers ADD COLUMN {column} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
@@ -64,6 +68,12 @@ class SlackState:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock, closing(self._connect()) as db, db:
             return list(db.execute(sql, args).fetchall())
+
+    @contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """One connection in one transaction, under the lock (for a read-and-write that must be atomic)."""
+        with self._lock, closing(self._connect()) as db, db:
+            yield db
 
     def purge(self, cutoff: float) -> dict[str, int]:
         """Delete thread turns and answers created before `cutoff` (a Unix time)."""
@@ -152,11 +162,14 @@ class AnswerLog:
         mode: str,
         hits: Sequence[Hit],
         found: bool | None = None,
+        private: bool = False,
     ) -> None:
+        """`thread_ts`: the thread's memory key for a public answer; for a private one, the thread
+        a share posts into ("" for the channel itself)."""
         sources = json.dumps([_source_json(h) for h in hits], ensure_ascii=False)
         self.state.execute(
             "INSERT OR REPLACE INTO answers (answer_id, created, channel, thread_ts, user, question, "
-            "answer, mode, sources, found) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "answer, mode, sources, found, private) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 answer_id,
                 time.time(),
@@ -168,6 +181,7 @@ class AnswerLog:
                 mode,
                 sources,
                 None if found is None else int(found),
+                int(private),
             ),
         )
 
@@ -191,6 +205,49 @@ class AnswerLog:
             "found": None if found is None else bool(found),
         }
 
+    def claim(self, answer_id: str, what: str) -> bool:
+        """Mark an answer "shared" or "escalated" once; False when it already was (or is gone)."""
+        column = {"shared": "shared_at", "escalated": "escalated_at"}[what]
+        with self.state.connection() as db:
+            cursor = db.execute(
+                f"UPDATE answers SET {column} = ? WHERE answer_id = ? AND {column} IS NULL",  # noqa: S608
+                (time.time(), answer_id),
+            )
+            return cursor.rowcount == 1
+
+    def release(self, answer_id: str, what: str) -> None:
+        """Undo `claim` (the share or the escalation could not be posted)."""
+        column = {"shared": "shared_at", "escalated": "escalated_at"}[what]
+        self.state.execute(f"UPDATE answers SET {column} = NULL WHERE answer_id = ?", (answer_id,))  # noqa: S608
+
+    def recent(self, user: str, limit: int = 5) -> list[dict[str, Any]]:
+        """A person's latest questions (newest first): answer id, question, time, found."""
+        rows = self.state.execute(
+            "SELECT answer_id, question, created, found FROM answers WHERE user = ? "
+            "ORDER BY created DESC LIMIT ?",
+            (user, limit),
+        )
+        return [
+            {"answer_id": a, "question": q, "created": c, "found": None if f is None else bool(f)}
+            for a, q, c, f in rows
+        ]
+
+    def record_escalation(
+        self, answer_id: str, *, user: str, escalated_to: Sequence[str], reasons: Sequence[str]
+    ) -> dict[str, Any]:
+        """Append an escalation ("Ask an expert"), with the question it is about, to feedback.jsonl."""
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "kind": "escalation",
+            "answer_id": answer_id,
+            "user": user,
+            "escalated_to": list(escalated_to),
+            "reasons": list(reasons),
+            **(self.answer(answer_id) or {"question": None, "answer": None, "sources": [], "found": None}),
+        }
+        self._append(entry)
+        return entry
+
     def record_vote(self, answer_id: str, *, user: str, vote: str) -> dict[str, Any]:
         """Append one vote, with the question, answer and sources it judges, to feedback.jsonl."""
         entry: dict[str, Any] = {
@@ -200,13 +257,16 @@ class AnswerLog:
             "vote": vote,
             **(self.answer(answer_id) or {"question": None, "answer": None, "sources": [], "found": None}),
         }
+        self._append(entry)
+        return entry
+
+    def _append(self, entry: dict[str, Any]) -> None:
         with (
             self._lock,
             feedback_lock(self.feedback_path),
             self.feedback_path.open("a", encoding="utf-8") as f,
         ):
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        return entry
 
 
 @contextmanager
@@ -222,7 +282,15 @@ def feedback_lock(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
+#: chunk metadata kept with a recorded answer's sources: what "Ask an expert" needs later
+#: (the indexed commit, for CODEOWNERS; a page's editors)
+OWNER_METADATA = ("commit", "page_id", "last_modified_by", "last_modified_by_email", "author", "author_email")
+
+
 def _source_json(hit: Hit) -> dict[str, Any]:
     data = hit.to_json()
     data.pop("text", None)
+    kept = {k: hit.metadata[k] for k in OWNER_METADATA if hit.metadata.get(k)}
+    if kept:
+        data["metadata"] = kept
     return data

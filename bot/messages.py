@@ -13,6 +13,8 @@ NO_SOURCES = "_No indexed source matched this question._"
 FEEDBACK_PROMPT = "Was this helpful?"
 FEEDBACK_UP = "👍 Helpful"
 FEEDBACK_DOWN = "👎 Not helpful"
+FEEDBACK_UP_LABEL = "Mark this answer as helpful"
+FEEDBACK_DOWN_LABEL = "Mark this answer as not helpful"
 FEEDBACK_THANKS = "Thanks for the feedback — it is recorded with the question and the sources."
 
 EMPTY_QUESTION = "Hi! Ask me a question about the docs or the code, e.g. _where is the ingest lock taken?_"
@@ -62,3 +64,61 @@ SHARED_CHANNEL = (
 )
 CHANNEL_NOT_ALLOWED = "I'm not enabled in this channel. Ask me in a direct message instead."
 STATUS_WRITING = "writing…"
+
+# ----- private answers, sharing, escalation (bot/private.py, bot/escalation.py) ---------------
+SHARE_BUTTON = "Share in thread"
+ESCALATE_BUTTON = "Ask an expert"
+SHARED_BY = "_Shared by <@{user}>_"
+PRIVATE_NOTE = "_Only you can see this answer. *Share in thread* posts it for everyone here._"
+PRIVATE_WORKING = (
+    "_:hourglass_flowing_sand: Looking through the docs and the code (only you will see the answer)…_"
+)
+SHARE_GONE = "That answer is too old to share (answers are kept for RAGBOT_RETENTION_DAYS)."
+SHARE_DONE_ALREADY = "That answer has already been shared."
+SHARE_NOT_YOURS = "Only the person who asked can share this answer."
+SHARE_REFUSED_SOURCES = (
+    "I can't share this answer here: it cites {names}, which this channel may not see. "
+    "Keep it to yourself, or ask again here to get an answer from what this channel may see."
+)
+SHARE_REFUSED_CHANNEL = "I can't share answers in this channel ({reason})."
+SHARE_NOT_IN_CHANNEL = (
+    "I'm not a member of this channel, so I can't share the answer here. Invite me with `/invite @ragbot`."
+)
+RAGBOT_USAGE = (
+    "Usage: `/ragbot QUESTION` — I answer privately (only you see it), with a button to share the answer."
+)
+ESCALATED = "{asker} would like an expert's eyes on this: {people}{why}"
+ESCALATE_NOBODY = (
+    "I don't know who owns what this answer cites (no CODEOWNERS entry, page editor or configured "
+    "`experts` I can reach in Slack). Ask in the team's channel, or an admin can add `experts` to the source."
+)
+ESCALATE_DONE_ALREADY = "An expert has already been asked on this question."
+NOT_FOUND_PRIVATE_OFFER = (
+    "I couldn't find this in the indexed docs and code, so I stayed quiet in the channel. "
+    "Want a person to look at it?"
+)
+
+# ----- Slack's agent surface (bot/handlers.py) -----------------------------------------------
+PROMPTS_TITLE = "Ask about our docs and code, for example:"
+SEARCHED = "Searched {names}"
+
+# ----- App Home (bot/home.py) ----------------------------------------------------------------
+HOME_TITLE = "ragbot: answers from our docs and code"
+HOME_EXTERNAL = (
+    "I only answer people in our own organisation, so there is nothing to show here. "
+    "Ask someone from the team that invited you."
+)
+HOME_HOW_TO_ASK = (
+    "*How to ask*\n"
+    "• Mention me in a channel — `@ragbot where is the deploy script?` — I answer in the thread, "
+    "and follow-ups in that thread need no mention.\n"
+    "• Send me a direct message, or use the assistant panel.\n"
+    "• `/ragbot QUESTION` answers privately; *Share in thread* posts the answer for everyone.\n"
+    "• Every answer cites its sources; *Ask an expert* brings in the people who own them."
+)
+HOME_SOURCES = "What I know"
+HOME_NO_SOURCES = "_No source is configured yet._"
+HOME_MORE_SOURCES = "…and {count} more."
+HOME_RECENT = "Your recent questions"
+HOME_NO_QUESTIONS = "_You haven't asked me anything yet._"
+HOME_INGEST_BUTTON = "Update the index now"

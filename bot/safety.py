@@ -17,7 +17,7 @@ WORD_JOINER = "\u2060"  # invisible; breaks "@here" so Slack never reads it as a
 
 # <!channel>, <!here>, <!everyone> with an optional |label, and user-group pings <!subteam^S123|@team>.
 _SPECIAL = re.compile(r"<!(channel|here|everyone|group)(?:\|[^>]*)?>", re.IGNORECASE)
-_SUBTEAM = re.compile(r"<!subteam\^[A-Za-z0-9]+(?:\|([^>]*))?>", re.IGNORECASE)
+_SUBTEAM = re.compile(r"<!subteam\^([A-Za-z0-9]+)(?:\|([^>]*))?>", re.IGNORECASE)
 # Encoded forms survive a later unescape in some clients: neutralise them too.
 _ENCODED = re.compile(
     r"&lt;!(channel|here|everyone|group|subteam\^[A-Za-z0-9]+)(?:\|[^&]*)?&gt;", re.IGNORECASE
@@ -36,14 +36,18 @@ def strip_controls(text: str) -> str:
     return _CONTROLS.sub("", text)
 
 
-def neutralise(text: str) -> str:
+def neutralise(text: str, allow_groups: frozenset[str] = frozenset()) -> str:
     """Text with every broadcast or user-group mention turned into inert words (and no control
-    characters or bidirectional marks, which could hide one or make text read backwards)."""
+    characters or bidirectional marks, which could hide one or make text read backwards).
+    `allow_groups`: the user-group ids an escalation chose to ping (bot/escalation.py); never
+    a broadcast."""
 
     text = strip_controls(text)
 
     def subteam(m: re.Match[str]) -> str:
-        label = (m.group(1) or "@group").lstrip("@")
+        if m.group(1) in allow_groups:
+            return m.group(0)
+        label = (m.group(2) or "@group").lstrip("@")
         return f"@{WORD_JOINER}{label}"
 
     text = _SPECIAL.sub(lambda m: f"@{WORD_JOINER}{m.group(1).lower()}", text)
@@ -52,14 +56,14 @@ def neutralise(text: str) -> str:
     return _BARE.sub(lambda m: f"@{WORD_JOINER}{m.group(1)}", text)
 
 
-def neutralise_payload(value: Any) -> Any:
+def neutralise_payload(value: Any, allow_groups: frozenset[str] = frozenset()) -> Any:
     """`neutralise` applied to every string inside a JSON-like value (text, blocks, attachments)."""
     if isinstance(value, str):
-        return neutralise(value)
+        return neutralise(value, allow_groups)
     if isinstance(value, dict):
-        return {k: neutralise_payload(v) for k, v in value.items()}
+        return {k: neutralise_payload(v, allow_groups) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [neutralise_payload(v) for v in value]
+        return [neutralise_payload(v, allow_groups) for v in value]
     return value
 
 

@@ -402,6 +402,7 @@ def test_slack_shows_each_step_while_it_runs(
     if streaming:
         assert statuses() == ["searching code…", "writing…", ""]
         assert [(t["id"], t["title"], t["status"]) for t in answer["tasks"]] == [
+            ("search", "Searched code", "complete"),  # retrieval, with its sources as links
             ("step-1", steps[0], "in_progress"),
             ("step-1", steps[0], "complete"),
             ("step-2", steps[1], "in_progress"),

@@ -126,8 +126,9 @@ def test_mention_gets_one_threaded_answer_with_linked_sources(
     text = block_texts(answer)
     assert "Answer to: How is a payment refunded?" in text
     assert f"<{WEB_URL}/blob/" in text and "|shop/payments.py:1-" in text
-    buttons = next(b for b in answer["blocks"] if b["type"] == "actions")["elements"]
-    assert [b["action_id"] for b in buttons] == ["feedback_up", "feedback_down"]
+    (feedback,) = next(b for b in answer["blocks"] if b["type"] == "context_actions")["elements"]
+    assert feedback["type"] == "feedback_buttons" and feedback["action_id"] == "ragbot_feedback"
+    assert feedback["negative_button"]["value"].startswith("down:")
     posts = [c for c in slack.calls_to("chat.postMessage") if c.args["channel"] == "CGENERAL"]
     assert len(posts) == 1 and posts[0].args["thread_ts"] == msg["ts"]
     assert posts[0].args["unfurl_links"] is False and posts[0].args["unfurl_media"] is False
@@ -314,9 +315,13 @@ def test_feedback_click_is_recorded_with_question_and_sources(
 ) -> None:
     msg = mention(slack, "CGENERAL", "How is a payment refunded?")
     (answer,) = wait_answer(slack, "CGENERAL", msg["ts"])
-    button = next(b for b in answer["blocks"] if b["type"] == "actions")["elements"][1]
+    (feedback,) = next(b for b in answer["blocks"] if b["type"] == "context_actions")["elements"]
     env = slack.send_block_action(
-        user="UBOB", channel="CGENERAL", message=answer, action_id=button["action_id"], value=button["value"]
+        user="UBOB",
+        channel="CGENERAL",
+        message=answer,
+        action_id=feedback["action_id"],
+        value=feedback["negative_button"]["value"],
     )
     slack.wait_for_ack(env)
     path = settings.ragbot_data_dir / "slack" / "feedback.jsonl"

@@ -78,11 +78,12 @@ def test_answer_is_streamed_natively_with_status_and_final_blocks(
     assert slack.calls_to("chat.appendStream")  # the text arrived in pieces
     assert answer["text"].strip() == f"Refunds go through the gateway. {WORDS} [1]"
     blocks = answer["blocks"]
-    assert [b["type"] for b in blocks][-1] == "actions"  # feedback buttons came with chat.stopStream
+    assert [b["type"] for b in blocks][-1] == "context_actions"  # feedback buttons came with chat.stopStream
     assert "shop/payments.py" in str(blocks) and "Refunds go through" not in str(blocks)
     assert len(slack.calls_to("chat.stopStream")) == 1
     assert not [c for c in slack.calls_to("chat.postMessage") if c.args["channel"] == "CGENERAL"]
     assert not slack.calls_to("chat.update")
+
     def statuses() -> list[str]:
         return [s for c, t, s in slack.statuses if (c, t) == ("CGENERAL", msg["ts"])]
 
@@ -121,7 +122,7 @@ def test_a_stream_broken_midway_is_replaced_by_the_whole_answer(
     (answer,) = wait_final(slack, "CGENERAL", msg["ts"])
     assert len(slack.calls_to("chat.appendStream")) >= 2  # the second one failed
     assert f"{WORDS} [1]" in str(answer["blocks"])  # the whole answer, as Block Kit
-    assert [b["type"] for b in answer["blocks"]][-1] == "actions"
+    assert [b["type"] for b in answer["blocks"]][-1] == "context_actions"
     bot_messages = [m for m in slack.thread_messages("CGENERAL", msg["ts"]) if m.get("bot_id")]
     assert bot_messages == [answer]  # nothing half-written left behind
     assert slack.calls_to("chat.update")[-1].args["ts"] == answer["ts"]
@@ -162,7 +163,7 @@ def test_a_long_answer_respects_the_per_call_limit_and_continues_below(
     (more,) = [c for c in slack.calls_to("chat.postMessage") if c.args.get("blocks")]
     assert more.args["thread_ts"] == msg["ts"]
     continued = str(more.args["blocks"])
-    assert "line01799" in continued and "feedback_up" in continued
+    assert "line01799" in continued and "ragbot_feedback" in continued
     assert (streamed["text"] + continued).count("line00900") == 1
 
 

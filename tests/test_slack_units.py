@@ -76,7 +76,9 @@ def test_sources_link_code_lines_and_confluence_titles() -> None:
     page = hit("confluence", title="Deploying <the> API", url="https://wiki/x/pages/1", path=None)
     unlinked = hit(url=None, path="a|b.py", start_line=1, end_line=3)
     text = formatting.sources_text([hit(), page, unlinked])
-    assert "[1] <https://git.example.com/r/blob/abc/rag/ingest.py#L10-L42|rag/indexing/ingest.py:10-42>" in text
+    assert (
+        "[1] <https://git.example.com/r/blob/abc/rag/ingest.py#L10-L42|rag/indexing/ingest.py:10-42>" in text
+    )
     assert "[2] <https://wiki/x/pages/1|Deploying &lt;the&gt; API> · _Confluence_" in text
     assert "[3] `a|b.py:1-3`" in text
 
@@ -90,7 +92,15 @@ def test_answer_blocks_have_sections_note_sources_and_feedback() -> None:
     assert len(sections) == 4  # 3 for the answer, 1 for the sources
     contexts = [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
     assert "2,000 characters" in contexts[0] and "could not answer" in contexts[1]
-    assert blocks[-1]["type"] == "actions" and {e["value"] for e in blocks[-1]["elements"]} == {"abc"}
+    assert blocks[-1]["type"] == "context_actions"
+    (buttons,) = blocks[-1]["elements"]
+    assert buttons["type"] == "feedback_buttons"
+    assert (buttons["positive_button"]["value"], buttons["negative_button"]["value"]) == (
+        "up:abc",
+        "down:abc",
+    )
+    classic = formatting.classic_feedback(blocks)[-1]
+    assert classic["type"] == "actions" and {e["value"] for e in classic["elements"]} == {"abc"}
 
 
 def test_sources_the_answer_cites_come_first_with_their_numbers() -> None:
@@ -102,7 +112,9 @@ def test_sources_the_answer_cites_come_first_with_their_numbers() -> None:
 
 
 def test_a_not_found_answer_shows_its_nearest_passages_as_closest_matches() -> None:
-    answer = Answer("The indexed sources (code) don't cover this question.", "extractive", [hit()], found=False)
+    answer = Answer(
+        "The indexed sources (code) don't cover this question.", "extractive", [hit()], found=False
+    )
     blocks = formatting.answer_blocks(answer, answer_id="abc")
     assert blocks[0]["text"]["text"].startswith("The indexed sources (code) don't cover")
     contexts = [b["elements"][0]["text"] for b in blocks if b["type"] == "context"]
