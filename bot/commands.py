@@ -54,8 +54,9 @@ def command_event(command: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
     event = {
         "channel": channel,
         "channel_type": "im" if channel.startswith("D") else "channel",
+        # No "team": the command's team_id is the workspace it ran in, not necessarily the
+        # person's (Slack Connect); bot.access asks users.info, and refuses when it cannot tell.
         "user": str(command.get("user_id") or ""),
-        "team": command.get("team_id"),
         "text": command.get("text") or "",
         "ts": f"command:{command.get('trigger_id') or new_error_id()}",
     }

@@ -204,7 +204,7 @@ class Handlers:
     def _follow_up(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         channel, thread_ts = event.get("channel", ""), str(event.get("thread_ts"))
         if self.threads.answered_in(channel, thread_ts):
-            self._accept(event, body, reply_thread=thread_ts)
+            self._accept(event, body, reply_thread=thread_ts, private=self._channel_says(channel, "private"))
 
     def _clean_question(self, text: str) -> str:
         return strip_mentions_of(text, self.bot_user_id)

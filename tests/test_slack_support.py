@@ -252,12 +252,28 @@ def test_a_private_channel_answers_the_asker_alone_and_share_posts_it_once(
     )
     assert len(answers_in(slack, "CPRIVATE", asked["ts"])) == 1
 
+    # A follow-up in the thread (no mention) is answered, privately too.
+    follow = slack.user_message(
+        "CPRIVATE", "and what does it return?", user="UALICE", thread_ts=asked["ts"], team=TEAM
+    )
+    event = {k: v for k, v in follow.items() if k != "type"}
+    slack.wait_for_ack(slack.send_event({"type": "message", "channel_type": "channel", **event})[0])
+    slack.wait_for(lambda: len(ephemerals_to(slack, "UALICE", "CPRIVATE")) >= 2, what="the private follow-up")
+    assert len(answers_in(slack, "CPRIVATE", asked["ts"])) == 1
+
 
 def test_ragbot_answers_privately_and_a_share_into_a_channel_that_may_not_see_the_source_is_refused(
     start_bot: Callable[..., SlackBot], slack: FakeSlack
 ) -> None:
     start_bot()
     assert isinstance(slack, AgentFakeSlack)
+    slack.users["UALICE"] = {"team_id": TEAM}  # a command names no team: users.info decides
+    slack.users["UGUEST"] = {"team_id": "TOTHERORG", "is_stranger": True}
+    _, guest = slack.send_command("/ragbot", "what are the salary bands?", user="UGUEST", channel="CSCOPED")
+    (refusal,) = slack.wait_for(
+        lambda: [r for r in slack.responses if r["path"] == guest], what="the refusal"
+    )
+    assert "our own organisation" in refusal["text"] and "blocks" not in refusal
     env, path = slack.send_command(
         "/ragbot", "what are the HR_SALARY_BANDS_2027 salary bands?", user="UALICE", channel="CSCOPED"
     )
