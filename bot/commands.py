@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from bot import messages
+from bot.formatting import classic_feedback
 from bot.reports import ingest_summary, status_text
-from bot.safety import neutralise
+from bot.safety import neutralise, neutralise_payload
 from rag.errors import ConfigError, IngestBusyError, RagError
 
 if TYPE_CHECKING:
@@ -35,14 +36,28 @@ def new_error_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def respond_privately(client: WebClient, respond: Any, user: str, text: str, **extra: Any) -> None:
-    """Reply to a slash command or a button through its response_url (ephemeral); a DM when that
-    has expired."""
-    text = neutralise(text)
+def respond_privately(
+    client: WebClient, respond: Any, user: str, text: str, *, blocks: list[dict[str, Any]] | None = None
+) -> None:
+    """Reply to a slash command or a button through its response_url (ephemeral); a DM when there
+    is none or it has expired. Everything passes the checks the Web API client applies: no
+    broadcast mentions, classic feedback buttons once Slack refused the native ones."""
+    native = getattr(type(client), "native_feedback", True)
+    if blocks is not None and not native:
+        blocks = classic_feedback(blocks)
+    extra: dict[str, Any] = {"blocks": neutralise_payload(blocks)} if blocks is not None else {}
     try:
         if respond is None:
             raise RuntimeError("no response_url (started from the App Home)")
-        respond(text=text, response_type="ephemeral", replace_original=False, **extra)
+        sent = respond(text=neutralise(text), response_type="ephemeral", replace_original=False, **extra)
+        status = getattr(sent, "status_code", 200)
+        if status >= 400 and blocks and native and "invalid_blocks" in str(getattr(sent, "body", "")):
+            type(client).native_feedback = False  # type: ignore[attr-defined]
+            log.warning("Slack refused the native feedback buttons; using classic buttons from now on")
+            respond_privately(client, respond, user, text, blocks=blocks)
+            return
+        if status >= 400:
+            raise RuntimeError(f"response_url answered {status}: {getattr(sent, 'body', '')}")
     except Exception as e:
         log.warning("response_url reply failed (%s); sending a direct message to %s instead", e, user)
         client.chat_postMessage(channel=user, text=text, unfurl_links=False, unfurl_media=False, **extra)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from bot import formatting, messages
 from bot.access import Verdict
 from bot.capabilities import slack_error
-from bot.commands import new_error_id
-from bot.safety import clip_question, neutralise, neutralise_payload
+from bot.commands import new_error_id, respond_privately
+from bot.safety import clip_question
 from bot.streaming import post_pages
 from rag.errors import StoreError
 from rag.models import Answer, Hit
@@ -132,29 +132,8 @@ class PrivateAnswers:
     def reply(
         self, respond: Any, user: str, text: str, *, blocks: list[dict[str, Any]] | None = None
     ) -> None:
-        """An ephemeral reply through a response_url (a DM when that has expired). Blocks go
-        through the same checks as the Web API client: no broadcast mentions, classic feedback
-        buttons once Slack refused the native ones."""
-        client = self.h.client
-        native = getattr(type(client), "native_feedback", True)
-        if blocks is not None and not native:
-            blocks = formatting.classic_feedback(blocks)
-        extra: dict[str, Any] = {"blocks": neutralise_payload(blocks)} if blocks is not None else {}
-        try:
-            if respond is None:
-                raise RuntimeError("no response_url")
-            sent = respond(text=neutralise(text), response_type="ephemeral", replace_original=False, **extra)
-            status = getattr(sent, "status_code", 200)
-            if status >= 400 and blocks and native and "invalid_blocks" in str(getattr(sent, "body", "")):
-                type(client).native_feedback = False  # type: ignore[attr-defined]
-                log.warning("Slack refused the native feedback buttons; using classic buttons from now on")
-                self.reply(respond, user, text, blocks=blocks)
-                return
-            if status >= 400:
-                raise RuntimeError(f"response_url answered {status}: {getattr(sent, 'body', '')}")
-        except Exception as e:
-            log.warning("response_url reply failed (%s); sending a direct message to %s instead", e, user)
-            client.chat_postMessage(channel=user, text=text, unfurl_links=False, unfurl_media=False, **extra)
+        """An ephemeral reply through a response_url (bot.commands.respond_privately)."""
+        respond_privately(self.h.client, respond, user, text, blocks=blocks)
 
     # ----- sharing -------------------------------------------------------------------------------
 
