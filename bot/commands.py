@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -31,8 +32,6 @@ ADMIN_CACHE_SECONDS = 600.0
 
 
 def new_error_id() -> str:
-    import uuid
-
     return uuid.uuid4().hex[:8]
 
 
