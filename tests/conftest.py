@@ -16,6 +16,7 @@ from rag.logs import serialize_ast_parse
 from tests.confluence_samples import SeededSpace, seed_engineering_space
 from tests.fakes.confluence_server import FakeConfluence
 from tests.fakes.llm_server import FakeLLM
+from tests.fakes.slack_agent import AgentFakeSlack
 from tests.fakes.slack_server import FakeSlack
 
 
@@ -141,6 +142,16 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env).stdout
 
 
+def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
+    """A real git repository at `root` with one commit of `files`."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    write_files(root, files)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "initial")
+    return root
+
+
 def write_files(root: Path, files: dict[str, str | bytes]) -> None:
     for rel, content in files.items():
         path = root / rel
@@ -169,20 +180,19 @@ def git_repo(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    """A fake Slack (Web API + Socket Mode) on 127.0.0.1 that the real Bolt app connects to."""
-    fake = FakeSlack().start()
+def slack() -> Iterator[AgentFakeSlack]:
+    """A fake Slack (Web API + Socket Mode) on 127.0.0.1 that the real Bolt app connects to, with
+    the agent-surface methods (App Home, suggested prompts, users.lookupByEmail, block checks)."""
+    fake = AgentFakeSlack().start()
     yield fake
     fake.stop()
 
 
-@pytest.fixture
-def hash_bot(make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack) -> Iterator[Any]:
-    """start(**settings) → a running bot (real Bolt over the fake Slack's socket) whose sources are
-    ingested with the hash embedder and whose LLM is the fake one; all stopped at the end."""
+def _bot_starter(
+    make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack, embedders: EmbedderPool
+) -> Iterator[Any]:
     from bot.app import SlackBot
     from rag.service import RagService
-    from tests.fakes.hash_embedder import HashEmbedder
 
     bots: list[SlackBot] = []
 
@@ -196,7 +206,7 @@ def hash_bot(make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack) -> Iterato
             slack_api_url=slack.api_url,
             **overrides,
         )
-        service = RagService(settings, embedders=EmbedderPool(lambda _model: HashEmbedder()))
+        service = RagService(settings, embedders=embedders)
         assert all(r.ok for r in service.ingest(["all"]))
         bot = SlackBot(settings, service, update_interval=0.05, ping_interval=1.0)
         bot.start()
@@ -207,6 +217,24 @@ def hash_bot(make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack) -> Iterato
     slack.hang_up()
     for bot in bots:
         bot.stop()
+
+
+@pytest.fixture
+def hash_bot(make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack) -> Iterator[Any]:
+    """start(**settings) → a running bot (real Bolt over the fake Slack's socket) whose sources are
+    ingested with the hash embedder and whose LLM is the fake one; all stopped at the end."""
+    from tests.fakes.hash_embedder import HashEmbedder
+
+    yield from _bot_starter(make_settings, fake_llm, slack, EmbedderPool(lambda _model: HashEmbedder()))
+
+
+@pytest.fixture
+def minilm_bot(
+    make_settings: Any, fake_llm: FakeLLM, slack: FakeSlack, embedders: EmbedderPool
+) -> Iterator[Any]:
+    """Like `hash_bot`, with the real bundled MiniLM: for tests that rely on the grounding
+    judgement, which is calibrated on it."""
+    yield from _bot_starter(make_settings, fake_llm, slack, embedders)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from rag.models import Hit
 from rag.sources.ownership import Ownership, parse_codeowners
 from rag.sources.registry import SourceRegistry
-from tests.conftest import git, write_files
+from tests.conftest import git, make_repo, write_files
 
 # The example file of docs.github.com "About code owners" (abridged, same rules).
 GITHUB = """\
@@ -86,19 +86,10 @@ def test_gitlab_sections_combine_and_use_their_default_owners() -> None:
     assert parsed.owners("internal/generated/stub.go")[0] == ("@default-owner",)  # excluded there
 
 
-def _repo(root: Path, files: dict[str, str]) -> Path:
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
-    write_files(root, files)
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "initial")
-    return root
-
-
 def test_owners_are_read_at_the_indexed_commit_not_the_working_tree(
     tmp_path: Path, make_settings: Any
 ) -> None:
-    repo = _repo(tmp_path / "backend", {"CODEOWNERS": "/deploy/ @old-owner\n", "deploy/run.sh": "echo\n"})
+    repo = make_repo(tmp_path / "backend", {"CODEOWNERS": "/deploy/ @old-owner\n", "deploy/run.sh": "echo\n"})
     indexed = git(repo, "rev-parse", "HEAD").strip()
     write_files(repo, {"CODEOWNERS": "/deploy/ @new-owner\n"})
     git(repo, "commit", "-q", "-am", "new owners, not indexed yet")

@@ -10,7 +10,7 @@ import pytest
 
 from bot import messages
 from bot.app import SlackBot
-from tests.conftest import git, write_files
+from tests.conftest import make_repo
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
 
@@ -26,15 +26,6 @@ SECRETS = {
     "hr/salaries.py": f"# {SECRET_TEXT}: the salary bands, refund of payment advances\n"
     "def refund_payment_advance(employee_id):\n    return payroll.advance(employee_id)\n",
 }
-
-
-def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
-    write_files(root, files)
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "initial")
-    return root
 
 
 @pytest.fixture

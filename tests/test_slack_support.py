@@ -3,14 +3,14 @@ private answers and sharing, escalation to owners."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app import SlackBot
-from tests.conftest import git, write_files
+from tests.conftest import make_repo
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_agent import AgentFakeSlack
 from tests.fakes.slack_server import BOT_USER, TEAM, FakeSlack
@@ -47,29 +47,9 @@ HR = {
 
 
 @pytest.fixture
-def slack() -> Iterator[AgentFakeSlack]:
-    fake = AgentFakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
-    write_files(root, files)
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "initial")
-    return root
-
-
-@pytest.fixture
-def start_bot(
-    tmp_path: Path, make_settings: Any, embedders: Any, fake_llm: FakeLLM, slack: FakeSlack
-) -> Iterator[Callable[..., SlackBot]]:
+def start_bot(tmp_path: Path, minilm_bot: Callable[..., SlackBot]) -> Callable[..., SlackBot]:
     """start(**settings) → a running bot over `backend` and `hr`, embedded with the real MiniLM
     (whose calibrated grounding judgement decides what a support channel answers)."""
-    from rag.service import RagService
-
     backend, hr = make_repo(tmp_path / "backend", BACKEND), make_repo(tmp_path / "hr", HR)
     sources = tmp_path / "ragbot.toml"
     sources.write_text(
@@ -82,30 +62,7 @@ def start_bot(
         '[[slack.channel]]\nid = "CPRIVATE"\nprivate = true\n\n'
         '[[slack.channel]]\nid = "CSCOPED"\nsources = ["backend"]\n'
     )
-    bots: list[SlackBot] = []
-
-    def start(**overrides: Any) -> SlackBot:
-        settings = make_settings(
-            ragbot_sources_file=sources,
-            litellm_model="openai/fake",
-            litellm_api_base=fake_llm.url,
-            litellm_api_key="x",
-            slack_bot_token="xoxb-test-token",
-            slack_app_token="xapp-test-token",
-            slack_api_url=slack.api_url,
-            **overrides,
-        )
-        service = RagService(settings, embedders=embedders)
-        assert all(r.ok for r in service.ingest(["all"]))
-        bot = SlackBot(settings, service, update_interval=0.05, ping_interval=1.0)
-        bot.start()
-        bots.append(bot)
-        return bot
-
-    yield start
-    slack.hang_up()
-    for bot in bots:
-        bot.stop()
+    return lambda **overrides: minilm_bot(ragbot_sources_file=sources, **overrides)
 
 
 def post(slack: FakeSlack, channel: str, text: str, *, user: str = "UALICE") -> dict[str, Any]:
@@ -269,13 +226,18 @@ def test_ragbot_answers_privately_and_a_share_into_a_channel_that_may_not_see_th
     assert isinstance(slack, AgentFakeSlack)
     slack.users["UALICE"] = {"team_id": TEAM}  # a command names no team: users.info decides
     slack.users["UGUEST"] = {"team_id": "TOTHERORG", "is_stranger": True}
-    _, guest = slack.send_command("/ragbot", "what are the salary bands?", user="UGUEST", channel="CSCOPED")
+    _, guest = slack.send_slash_command(
+        command="/ragbot", text="what are the salary bands?", user="UGUEST", channel="CSCOPED"
+    )
     (refusal,) = slack.wait_for(
         lambda: [r for r in slack.responses if r["path"] == guest], what="the refusal"
     )
     assert "our own organisation" in refusal["text"] and "blocks" not in refusal
-    env, path = slack.send_command(
-        "/ragbot", "what are the HR_SALARY_BANDS_2027 salary bands?", user="UALICE", channel="CSCOPED"
+    env, path = slack.send_slash_command(
+        command="/ragbot",
+        text="what are the HR_SALARY_BANDS_2027 salary bands?",
+        user="UALICE",
+        channel="CSCOPED",
     )
     assert "only you" in slack.wait_for_ack(env)["payload"]["text"]
     (reply,) = slack.wait_for(

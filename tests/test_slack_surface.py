@@ -5,14 +5,14 @@ retrieval shown as a task with its sources in the stream's timeline."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app import SlackBot
-from tests.conftest import git, write_files
+from tests.conftest import make_repo
 from tests.fakes.slack_agent import AgentFakeSlack
 from tests.fakes.slack_server import BOT_USER, TEAM
 
@@ -25,22 +25,6 @@ BACKEND = {
     "    return gateway.refund(order_id, amount)\n",
 }
 WIKI = {"wiki/runbook.md": "# Runbook\n\nRestart the payment gateway with `make restart-gateway`.\n"}
-
-
-@pytest.fixture
-def slack() -> Iterator[AgentFakeSlack]:
-    fake = AgentFakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-def make_repo(root: Path, files: dict[str, str | bytes]) -> Path:
-    root.mkdir(parents=True)
-    git(root, "init", "-q", "-b", "main")
-    write_files(root, files)
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "initial")
-    return root
 
 
 @pytest.fixture

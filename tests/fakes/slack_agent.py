@@ -78,27 +78,6 @@ class AgentFakeSlack(FakeSlack):
             return {"ok": False, "error": "users_not_found"}
         return super().api(method, args, token)
 
-    def send_command(self, command: str, text: str, *, user: str, channel: str) -> tuple[str, str]:
-        """Deliver a slash command (`/ragbot …`); returns (envelope_id, response_url path)."""
-        path = f"/response/{uuid.uuid4().hex[:8]}"
-        assert self._http is not None
-        host, port = self._http.server_address[:2]
-        payload = {
-            "token": "verification-token",
-            "team_id": TEAM,
-            "team_domain": "fake",
-            "channel_id": channel,
-            "channel_name": "general",
-            "user_id": user,
-            "user_name": user.lower(),
-            "command": command,
-            "text": text,
-            "api_app_id": APP_ID,
-            "response_url": f"http://{host}:{port}{path}",
-            "trigger_id": f"1.2.{uuid.uuid4().hex[:6]}",
-        }
-        return self.send_envelope("slash_commands", payload), path
-
     def open_home(self, user: str, tab: str = "home") -> str:
         """`app_home_opened`: the Home tab, or (`tab="messages"`) the agent DM's Messages tab."""
         event = {"type": "app_home_opened", "user": user, "channel": f"D{user[1:]}", "tab": tab}

@@ -205,8 +205,10 @@ class FakeSlack:
         )
         return envelope_id, event_id
 
-    def send_slash_command(self, text: str, *, user: str, channel: str = "CGENERAL") -> tuple[str, str]:
-        """Deliver `/ragingest text`; returns (envelope_id, response_url path)."""
+    def send_slash_command(
+        self, text: str, *, user: str, channel: str = "CGENERAL", command: str = "/ragingest"
+    ) -> tuple[str, str]:
+        """Deliver `command text` (`/ragingest` unless told); returns (envelope_id, response_url path)."""
         path = f"/response/{uuid.uuid4().hex[:8]}"
         assert self._http is not None
         host, port = self._http.server_address[:2]
@@ -218,11 +220,11 @@ class FakeSlack:
             "channel_name": "general",
             "user_id": user,
             "user_name": user.lower(),
-            "command": "/ragingest",
+            "command": command,
             "text": text,
             "api_app_id": APP_ID,
             "response_url": f"http://{host}:{port}{path}",
-            "trigger_id": "1.2.3",
+            "trigger_id": f"1.2.{uuid.uuid4().hex[:6]}",
         }
         return self.send_envelope("slash_commands", payload), path
 
