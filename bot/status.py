@@ -86,6 +86,7 @@ def searching_status(names: list[str]) -> str:
 
 
 def loading_messages(names: list[str]) -> list[str]:
-    """What the status line rotates through while the bot searches (at most 10, Slack's limit)."""
-    lines = [f"Searching {name}…" for name in names[:6]]
+    """What the status line rotates through while the bot searches (Slack: at most 10 lines of
+    at most 50 characters; a long source name is cut)."""
+    lines = [f"Searching {name if len(name) <= 39 else name[:38] + '…'}…" for name in names[:6]]
     return [*lines, "Ranking what matches…", "Reading the best passages…"][:10]

@@ -219,3 +219,11 @@ def test_listeners_never_wait_on_the_web_api(silent_server: str, make_settings: 
         assert returned.wait(10), "a listener waited on the Web API"
     finally:
         handlers.shutdown()
+
+
+def test_loading_messages_keep_to_slacks_limits() -> None:
+    from bot.status import loading_messages
+
+    lines = loading_messages(["a-source-name-far-longer-than-slack-allows-in-one-line", "backend"])
+    assert len(lines) <= 10 and all(1 <= len(line) <= 50 for line in lines)
+    assert "Searching backend…" in lines
