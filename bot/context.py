@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from bot.commands import Commands
     from bot.memory import AnswerLog, ThreadMemory
     from bot.questions import Question
+    from bot.readers import Readers
     from bot.threads import Threads
     from rag.config import Settings
-    from rag.models import Answer
+    from rag.models import Answer, Reader
     from rag.service import RagService
 
 
@@ -50,6 +51,7 @@ class BotContext(Protocol):
     question_limit: int
     top_k: int
     commands: Commands
+    readers: Readers
 
     @property
     def escalation(self) -> Escalating: ...
@@ -60,3 +62,5 @@ class BotContext(Protocol):
     def guard(self, work: Callable[..., None], *args: Any, **kwargs: Any) -> None: ...
 
     def scope_for(self, question: Question) -> tuple[str, ...] | None: ...
+
+    def reader_for(self, question: Question) -> Reader | None: ...

@@ -27,11 +27,13 @@ from bot.liveness import InFlight
 from bot.memory import AnswerLog, ThreadMemory
 from bot.private import PrivateAnswers
 from bot.questions import Question, is_question
+from bot.readers import Readers
 from bot.safety import MAX_QUESTION_CHARS, RateLimiter, clip_question, strip_mentions_of
 from bot.status import ThreadStatus, loading_messages, searching_status, source_list
 from bot.streaming import NativeDelivery, UpdateDelivery, delivery_for
 from bot.threads import Threads
 from rag.errors import StoreError
+from rag.models import Reader
 from rag.service import answer_found
 
 if TYPE_CHECKING:
@@ -110,6 +112,10 @@ class Handlers:
         self.escalation = Escalation(self)
         self.private = PrivateAnswers(self)
         self.home = HomeTab(self)
+        #: Who reads an answer (synced Confluence permissions): people by e-mail, channels by members.
+        self.readers = Readers(
+            client, member_limit=settings.ragbot_member_check_limit, bot_user_id=bot_user_id
+        )
 
     def register(self, app: App) -> None:
         app.event("app_mention")(self.on_mention)
@@ -117,6 +123,8 @@ class Handlers:
         app.event("channel_shared")(self.on_channel_shared)
         app.event("channel_unshared")(self.on_channel_unshared)
         app.event("app_home_opened")(self.home.on_opened)
+        app.event("member_joined_channel")(self.on_members_changed)
+        app.event("member_left_channel")(self.on_members_changed)
         app.command("/ragingest")(self.commands.on_ragingest)
         app.command("/ragbot")(self.commands.on_ragbot)
         app.action(formatting.FEEDBACK)(self.on_feedback)
@@ -274,6 +282,27 @@ class Handlers:
             return
         self.pool.submit(self._answer, question, status)
 
+    def on_members_changed(self, event: dict[str, Any]) -> None:
+        """Someone joined or left: the channel's next answer is judged on its members as they are now."""
+        channel = str(event.get("channel") or "")
+        if channel:
+            self.readers.forget_channel(channel)
+            log.info(
+                "%s: %s %s; its readers are read again at the next question",
+                channel,
+                event.get("user"),
+                "joined" if event.get("type") == "member_joined_channel" else "left",
+            )
+
+    def reader_for(self, question: Question) -> Reader | None:
+        """Who will see the answer: the asker alone (a DM, a private answer, /ragbot), else every
+        member of the channel. None when no Confluence site syncs its permissions."""
+        if not self.service.permissions_synced:
+            return None
+        if question.dm or question.private or question.respond is not None:
+            return self.readers.person(question.user)
+        return self.readers.channel(question.channel)
+
     def scope_for(self, question: Question) -> tuple[str, ...] | None:
         """The sources a question may search: its channel's (`[[slack.channel]] sources`); a
         `/ragbot` question, answered to the asker alone, searches what a DM would."""
@@ -317,7 +346,11 @@ class Handlers:
         delivery: NativeDelivery | UpdateDelivery | None = None
         try:
             text, cut = clip_question(q.text, self.question_limit)
-            history = self.memory.turns(q.channel, q.memory_key)
+            reader = self.reader_for(q)
+            # A turn that cites what this reader may not see is left out of the model's history.
+            history = self.memory.turns(
+                q.channel, q.memory_key, admit=lambda sources: self.service.visible(reader, sources)
+            )
             delivery = delivery_for(
                 q,
                 self.client,
@@ -358,6 +391,7 @@ class Handlers:
                 on_retrieved=on_retrieved,
                 allowed=scope,  # a scoped channel and its threads
                 require_found=q.unprompted,
+                reader=reader,
             )
             if q.unprompted and not answer_found(answer):
                 self.service.metrics.answered("slack", answer, seconds=0.0)
@@ -371,7 +405,7 @@ class Handlers:
             actions = ["escalate"] if self.escalation.offered(q.channel, answer, dm=q.dm) else []
             blocks = formatting.answer_blocks(answer, answer_id=answer_id, notes=notes, actions=actions)
             # Remembered before it is shown: a follow-up or a vote may arrive the moment it is.
-            self.memory.add(q.channel, q.memory_key, text, answer.text)
+            self.memory.add(q.channel, q.memory_key, text, answer.text, hits=answer.hits)
             self.answers.record_answer(
                 answer_id,
                 channel=q.channel,

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,9 @@ class SlackState:
             for column, kind in (("private", "INTEGER"), ("shared_at", "REAL"), ("escalated_at", "REAL")):
                 if column not in columns:
                     db.execute(f"ALTER TABLE answers ADD COLUMN {column} {kind}")
+            # What each turn cited that only some may read (synced Confluence permissions), from issue 23 on.
+            if "sources" not in {row[1] for row in db.execute("PRAGMA table_info(turns)")}:
+                db.execute("ALTER TABLE turns ADD COLUMN sources TEXT")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=10)
@@ -91,10 +94,19 @@ class ThreadMemory:
         self.max_turns = max_turns
         self.max_chars = max_chars
 
-    def add(self, channel: str, thread_ts: str, question: str, answer: str) -> None:
+    def add(
+        self, channel: str, thread_ts: str, question: str, answer: str, *, hits: Sequence[Hit] = ()
+    ) -> None:
+        """Remember a turn; of its sources, the pages only some may read (`access`) are kept with it."""
+        gated = [
+            {"source_name": h.source_name or h.source, "metadata": {"access": h.metadata["access"]}}
+            for h in hits
+            if h.metadata.get("access")
+        ]
         self.state.execute(
-            "INSERT INTO turns (channel, thread_ts, created, question, answer) VALUES (?, ?, ?, ?, ?)",
-            (channel, thread_ts, time.time(), question, answer),
+            "INSERT INTO turns (channel, thread_ts, created, question, answer, sources) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (channel, thread_ts, time.time(), question, answer, json.dumps(gated) if gated else None),
         )
 
     def seed(self, channel: str, thread_ts: str, turns: Iterable[Turn]) -> None:
@@ -111,14 +123,22 @@ class ThreadMemory:
         )
         return bool(rows)
 
-    def turns(self, channel: str, thread_ts: str) -> list[Turn]:
-        """The most recent turns that fit the budget, oldest first."""
+    def turns(
+        self, channel: str, thread_ts: str, *, admit: Callable[[list[dict[str, Any]]], bool] | None = None
+    ) -> list[Turn]:
+        """The most recent turns that fit the budget, oldest first; with `admit`, only the turns
+        whose restricted sources it admits (the reader of the next answer may see them)."""
         rows = self.state.execute(
-            "SELECT question, answer FROM turns WHERE channel = ? AND thread_ts = ? "
+            "SELECT question, answer, sources FROM turns WHERE channel = ? AND thread_ts = ? "
             "ORDER BY created DESC, rowid DESC LIMIT ?",
             (channel, thread_ts, self.max_turns),
         )
-        return fit_budget([Turn(q, a) for q, a in reversed(rows)], self.max_chars)
+        kept = [
+            Turn(q, a)
+            for q, a, sources in reversed(rows)
+            if admit is None or not sources or admit(json.loads(sources))
+        ]
+        return fit_budget(kept, self.max_chars)
 
 
 def turns_from_replies(
@@ -284,7 +304,16 @@ def feedback_lock(path: Path) -> Iterator[None]:
 
 #: chunk metadata kept with a recorded answer's sources: what "Ask an expert" needs later
 #: (the indexed commit, for CODEOWNERS; a page's editors)
-OWNER_METADATA = ("commit", "page_id", "last_modified_by", "last_modified_by_email", "author", "author_email")
+#: and `access`, who may read a synced Confluence page (a share and a thread's memory re-check it)
+OWNER_METADATA = (
+    "commit",
+    "page_id",
+    "last_modified_by",
+    "last_modified_by_email",
+    "author",
+    "author_email",
+    "access",
+)
 
 
 def _source_json(hit: Hit) -> dict[str, Any]:

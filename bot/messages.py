@@ -80,6 +80,10 @@ SHARE_REFUSED_SOURCES = (
     "I can't share this answer here: it cites {names}, which this channel may not see. "
     "Keep it to yourself, or ask again here to get an answer from what this channel may see."
 )
+SHARE_REFUSED_READERS = (
+    "I can't share this answer here: it cites Confluence pages that not everyone here may read. "
+    "Keep it to yourself, or ask again here to get an answer from what everyone here may read."
+)
 SHARE_REFUSED_CHANNEL = "I can't share answers in this channel ({reason})."
 SHARE_NOT_IN_CHANNEL = (
     "I'm not a member of this channel, so I can't share the answer here. Invite me with `/invite @ragbot`."

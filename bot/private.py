@@ -63,13 +63,21 @@ class PrivateAnswers:
         received = time.monotonic()
         try:
             text, cut = clip_question(q.text, h.question_limit)
-            history = h.memory.turns(q.channel, q.memory_key) if q.reply_thread else []
+            reader = h.reader_for(q)
+            history = (
+                h.memory.turns(
+                    q.channel, q.memory_key, admit=lambda sources: h.service.visible(reader, sources)
+                )
+                if q.reply_thread
+                else []
+            )
             answer = h.service.ask(
                 text,
                 top_k=h.top_k,
                 history=history,
                 allowed=h.scope_for(q),
                 require_found=q.unprompted,
+                reader=reader,
             )
             if q.unprompted and not answer_found(answer):
                 h.service.metrics.answered("slack", answer, seconds=0.0)
@@ -198,7 +206,9 @@ class PrivateAnswers:
             hits=answer.hits,
             found=record["found"],
         )
-        h.memory.add(channel, thread, str(record["question"]), answer.text)  # follow-ups continue it
+        h.memory.add(
+            channel, thread, str(record["question"]), answer.text, hits=answer.hits
+        )  # follow-ups continue it
         h.threads.add(channel, thread)
         log.info("%s shared answer %s in %s/%s", user, answer_id, channel, thread)
         try:
@@ -227,4 +237,9 @@ class PrivateAnswers:
             hidden = sorted(cited - set(allowed))
             if hidden:
                 return messages.SHARE_REFUSED_SOURCES.format(names=", ".join(hidden))
+        if h.service.permissions_synced:
+            # Everyone in the place it would be posted must be allowed to read every page it cites.
+            readers = h.readers.person(user) if channel.startswith("D") else h.readers.channel(channel)
+            if not h.service.visible(readers, record["sources"]):
+                return messages.SHARE_REFUSED_READERS
         return None

@@ -5,7 +5,7 @@
 - `POST /ingest_confluence`, `POST /ingest_local_code`: ingest every source of that kind now; with
   one such source the body is its report as in `ingest --json` (v1), with several the
   `{"sources": [...]}` document (502 when one failed as a whole, 409 when another ingest runs).
-- `POST /query` `{"session_id", "query", "top_k", "source"}`: the `ask --json` document; a session
+- `POST /query` `{"session_id", "query", "top_k", "source", "as_user"}`: the `ask --json` document; a session
   keeps its recent turns like a Slack thread; `source` is a target (name, kind or `all`).
 - `GET /healthz`: no token; index size, last runs and next scheduled run, no secrets.
 - `GET /metrics`: Prometheus text (rag/ops/metrics.py), behind the token.
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from rag.answering.memory import ConversationMemory
 from rag.config import Settings
 from rag.errors import ConfigError, IngestBusyError, RagError
+from rag.models import Reader
 from rag.ops.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -176,6 +177,14 @@ def create_app(
         query: str = Field(..., min_length=1, max_length=MAX_QUERY_CHARS)
         top_k: int = Field(5, ge=1, le=50)
         source: str | None = Field(None, max_length=100, description="A target: source name, kind or all.")
+        as_user: str | None = Field(
+            None,
+            max_length=320,
+            pattern=r"^[^@\s]+@[^@\s]+$",
+            description="The e-mail of the person the answer is for: Confluence pages with synced "
+            "permissions are searched as they may read them (needs RAGBOT_API_TOKEN). Without it, "
+            "public pages only.",
+        )
 
         @field_validator("query")
         @classmethod
@@ -279,11 +288,21 @@ def create_app(
 
     @app.post("/query", dependencies=[Depends(require_token)], summary="Answer a question, with sources")
     def query(body: QueryRequest) -> dict[str, Any]:
-        memory = sessions.get(body.session_id)
+        if body.as_user and not settings.ragbot_api_token:
+            raise Problem(400, "as_user needs RAGBOT_API_TOKEN: without a token anyone could name anyone")
+        reader = (
+            Reader.person(body.as_user, label=f"api: {body.as_user}") if body.as_user else Reader.public()
+        )
+        # One person's conversation never continues as another's: the session is theirs alone.
+        memory = sessions.get(f"{body.session_id}\0{(body.as_user or '').lower()}")
         started = time.perf_counter()
         try:
             answer = service.ask(
-                body.query.strip(), top_k=body.top_k, source=body.source, history=memory.turns()
+                body.query.strip(),
+                top_k=body.top_k,
+                source=body.source,
+                history=memory.turns(),
+                reader=reader,
             )
         except ConfigError as e:
             raise Problem(400, str(e)) from e

@@ -155,13 +155,24 @@ def ask(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON on stdout.")] = False,
+    as_user: Annotated[
+        str | None,
+        typer.Option(
+            "--as-user",
+            help="Answer as this person (an e-mail) may read: Confluence pages with synced permissions. "
+            "Without it, public pages only.",
+        ),
+    ] = None,
 ) -> None:
     """Answer one question."""
+    from rag.models import Reader
+
     if not question.strip():
         fail("the question is empty", 2)
+    reader = Reader.person(as_user) if as_user else Reader.public()
     with edge():
         _, service = settings_and_service()
-        answer = service.ask(question, top_k=top_k, source=source, on_step=show_step)
+        answer = service.ask(question, top_k=top_k, source=source, on_step=show_step, reader=reader)
     if as_json:
         emit_json(answer.to_json())
     else:
@@ -234,6 +245,95 @@ def status(
         return
     for line in status_lines(data):
         typer.echo(line)
+
+
+# ----- permissions -----------------------------------------------------------------------------
+
+permissions_app = typer.Typer(
+    help="Synced Confluence permissions: who may see a page, and a sync now.", no_args_is_help=True
+)
+app.add_typer(permissions_app, name="permissions")
+
+
+@permissions_app.command("explain")
+def permissions_explain(
+    page_id: Annotated[str, typer.Argument(help="The Confluence page id.")],
+    user: Annotated[str | None, typer.Option("--user", help="An e-mail: may this person see it?")] = None,
+    channel: Annotated[
+        str | None, typer.Option("--channel", help="A Slack channel id: may its answers cite it?")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON on stdout.")] = False,
+) -> None:
+    """Who may see a page through the bot, and why (which restriction or space permission decided)."""
+    from rag.models import Reader
+
+    if not user and not channel:
+        fail("name a reader: --user EMAIL or --channel ID", 2)
+    with edge():
+        settings, service = settings_and_service()
+        readers: list[tuple[str, Reader]] = []
+        if user:
+            readers.append((user, Reader.person(user)))
+        if channel:
+            readers += _channel_readers(settings, channel)
+        data = service.explain_permissions(page_id, readers)
+    if as_json:
+        emit_json(data)
+        return
+    for line in data["lines"]:
+        typer.echo(line)
+
+
+def _channel_readers(settings: Settings, channel: str) -> list[tuple[str, Any]]:
+    """A channel's members as readers, through the bot's token (the bot's own rules)."""
+    from slack_sdk import WebClient
+
+    from bot.readers import Readers
+    from rag.models import Reader
+
+    if not settings.slack_bot_token:
+        raise ConfigError("--channel needs SLACK_BOT_TOKEN (the channel's members are read from Slack)")
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    readers = Readers(client, member_limit=settings.ragbot_member_check_limit)
+    members = readers.members(channel)
+    if members is None:
+        raise RagError(f"Slack did not list the members of {channel} (is the bot in it?)")
+    found: list[tuple[str, Any]] = [(f"channel {channel}", readers.channel(channel))]
+    for member in members[: settings.ragbot_member_check_limit]:
+        email = readers.email(member)
+        found.append(
+            (
+                f"  {member}" + (f" <{email}>" if email else " (no e-mail)"),
+                Reader.person(email) if email else Reader.public(member),
+            )
+        )
+    return found
+
+
+@permissions_app.command("sync")
+def permissions_sync(
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="Confluence sources (default: every synced one).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reports as JSON on stdout.")] = False,
+) -> None:
+    """Re-read who may read each page now and re-tag the index (nothing is re-embedded)."""
+    with edge():
+        _, service = settings_and_service()
+        reports = service.sync_permissions(targets or None)
+    if as_json:
+        emit_json([r.to_json() for r in reports])
+    else:
+        if not reports:
+            typer.echo('no Confluence source syncs its permissions (permissions = "sync")')
+        for r in reports:
+            outcome = "ok" if r.ok else f"failed: {r.error}"
+            typer.echo(
+                f"{r.source_name}: {outcome}; {r.documents_seen} pages, "
+                f"{r.documents_retagged} re-tagged ({r.seconds:.1f}s)"
+            )
+    if any(not r.ok for r in reports):
+        raise typer.Exit(1)
 
 
 # ----- worker / serve ---------------------------------------------------------------------------

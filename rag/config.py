@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     confluence_token: str | None = Field(None, alias="CONFLUENCE_TOKEN", repr=False)
     confluence_space: Annotated[list[str], NoDecode] = Field(default_factory=list, alias="CONFLUENCE_SPACE")
     confluence_include_restricted: bool = Field(False, alias="CONFLUENCE_INCLUDE_RESTRICTED")
+    # Per-reader page permissions (docs/confluence.md, "Permissions"): skip = today's behaviour.
+    confluence_permissions: Literal["skip", "sync"] = Field("skip", alias="CONFLUENCE_PERMISSIONS")
+    confluence_permission_sync_minutes: int = Field(30, alias="CONFLUENCE_PERMISSION_SYNC_MINUTES", ge=1)
+    ragbot_member_check_limit: int = Field(500, alias="RAGBOT_MEMBER_CHECK_LIMIT", ge=1)
 
     local_emb_model: str | None = Field(None, alias="LOCAL_EMB_MODEL")
     code_emb_model: str | None = Field(None, alias="CODE_EMB_MODEL")
@@ -116,6 +120,7 @@ class Settings(BaseSettings):
         "slack_shared_channels",
         "ragbot_device",
         "ragbot_agent",
+        "confluence_permissions",
         mode="before",
     )
     @classmethod

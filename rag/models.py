@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -153,6 +154,8 @@ class IngestReport:
     removed: bool = False
     #: Symbol-index records (definitions and one per document) written by this run.
     symbols_indexed: int = 0
+    #: Pages whose readers changed (synced Confluence permissions): chunks re-tagged, not re-embedded.
+    documents_retagged: int = 0
 
     def __post_init__(self) -> None:
         self.source_name = self.source_name or self.source
@@ -167,4 +170,33 @@ class IngestReport:
             del data["error"]
         if not data["warnings"]:
             del data["warnings"]
+        if not data["documents_retagged"]:
+            del data["documents_retagged"]
         return data
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who will see an answer. Confluence pages synced with their permissions
+    (`permissions = "sync"`) are searched only where every one of `emails` may read them;
+    `public_only` (nobody named, or someone who could not be identified) keeps to the pages
+    anyone may read. Sources without synced permissions are searched as before."""
+
+    emails: tuple[str, ...] = ()
+    public_only: bool = True
+    #: for logs and messages: "U123", "#C456 (12 members)", "api: ada@example.com"
+    label: str = ""
+
+    @classmethod
+    def public(cls, label: str = "") -> Reader:
+        return cls((), True, label)
+
+    @classmethod
+    def person(cls, email: str, label: str = "") -> Reader:
+        return cls((email.strip().lower(),), False, label or email)
+
+    @classmethod
+    def people(cls, emails: Iterable[str], label: str = "") -> Reader:
+        """Everyone who will see the answer (a channel's members): what all of them may read."""
+        unique = tuple(sorted({e.strip().lower() for e in emails if e.strip()}))
+        return cls(unique, not unique, label)

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import Any
 
 # What bot/ uses besides RagService (import-linter keeps bot/ out of the rooms below).
+from rag.answering.access import AccessControl, AccessScope
 from rag.answering.agent import AnsweringLoop, StepSink
 from rag.answering.citations import cited
 from rag.answering.generation import Answerer, TokenSink
@@ -27,14 +28,15 @@ from rag.indexing.embedders import embedder_factory
 from rag.indexing.embedding import EmbedderPool
 from rag.indexing.ingest import Ingestor, Progress
 from rag.indexing.lexical import LexicalIndexes
+from rag.indexing.permissions import PermissionStore
 from rag.indexing.store import VectorStore
-from rag.models import Answer, Hit, IngestReport, Turn
+from rag.models import Answer, Hit, IngestReport, Reader, Turn
 from rag.ops.liveness import heartbeat_path
 from rag.ops.metrics import Metrics, answer_found
 from rag.ops.scheduler import SchedulerHandle, scheduler_status
 from rag.sources.ownership import Owner, Ownership
 from rag.sources.registry import SourceRegistry
-from rag.sources.specs import SourceSpec
+from rag.sources.specs import ConfluenceSpec, SourceSpec
 
 __all__ = ["Metrics", "RagService", "answer_found", "cited", "fit_budget", "heartbeat_path"]
 
@@ -60,8 +62,16 @@ class RagService:
         self.store = VectorStore(settings)
         self.embedders = embedders or EmbedderPool(embedder_factory(settings))
         self.lexical = LexicalIndexes(settings.ragbot_data_dir / "lexical")
+        #: Synced Confluence permissions (`permissions = "sync"`), shared through the store.
+        self.permissions = PermissionStore(self.store)
+        self.access = AccessControl(settings, self.registry, self.permissions)
         self.ingestor = Ingestor(
-            settings, store=self.store, embedders=self.embedders, lexical=self.lexical, registry=self.registry
+            settings,
+            store=self.store,
+            embedders=self.embedders,
+            lexical=self.lexical,
+            registry=self.registry,
+            permissions=self.permissions,
         )
         self.retriever = Retriever(
             settings,
@@ -87,6 +97,7 @@ class RagService:
         on_step: StepSink | None = None,
         on_retrieved: RetrievedSink | None = None,
         require_found: bool = False,
+        reader: Reader | None = None,
     ) -> Answer:
         """Answer from the sources of target `source` (None: all), within `allowed` names if given.
 
@@ -97,12 +108,17 @@ class RagService:
         With a model that takes tools (and RAGBOT_AGENT=auto), a question the index covers is
         answered by the answering loop, which may read further through tools limited to the same
         names, reporting each step to `on_step` while it runs; when the loop gives up, and
-        otherwise, by the single-shot answer over the retrieved hits."""
+        otherwise, by the single-shot answer over the retrieved hits.
+
+        `reader`: who will see the answer. Confluence pages whose permissions are synced are
+        searched (by retrieval and by every tool) only where the reader may read them; None reads
+        public pages only."""
         names = self.search_scope(source, allowed)
+        access = self.access.scope(reader)
         query = self.answerer.search_query(question, history)
         evidence = Evidence()
         started = time.perf_counter()
-        hits = self.retriever.search(query, top_k=top_k, sources=names, evidence=evidence)
+        hits = self.retriever.search(query, top_k=top_k, sources=names, evidence=evidence, access=access)
         retrieved = time.perf_counter()
         judgement = judge(evidence)
         log.debug("grounding: found=%s p=%.3f %s", judgement.found, judgement.probability, judgement.features)
@@ -118,7 +134,7 @@ class RagService:
             answer = self.answering_loop.answer(
                 question,
                 hits,
-                toolbox=self.toolbox(names, top_k=top_k),
+                toolbox=self.toolbox(names, top_k=top_k, access=access),
                 history=history,
                 on_token=on_token,
                 on_step=on_step,
@@ -144,8 +160,9 @@ class RagService:
         """The tool-using answering loop, one per process (it remembers an endpoint's refusal of tools)."""
         return AnsweringLoop(self.settings)
 
-    def toolbox(self, names: Sequence[str], *, top_k: int = 5) -> Toolbox:
-        """The answering loop's tools for one question, limited to the source names `names`."""
+    def toolbox(self, names: Sequence[str], *, top_k: int = 5, access: AccessScope | None = None) -> Toolbox:
+        """The answering loop's tools for one question, limited to the source names `names` (and
+        to what `access`'s reader may see)."""
         return Toolbox(
             self.settings,
             store=self.store,
@@ -154,7 +171,104 @@ class RagService:
             retriever=self.retriever,
             names=names,
             top_k=top_k,
+            access=access,
         )
+
+    # ----- who may see what (synced Confluence permissions) -----------------------------------
+
+    @property
+    def permissions_synced(self) -> bool:
+        """Whether any Confluence site syncs its permissions (else readers need not be known)."""
+        return bool(self.access.synced_sources())
+
+    def visible(self, reader: Reader | None, sources: Sequence[dict[str, Any]]) -> bool:
+        """May `reader` see every one of these recorded sources (a share, a Home list, a thread's
+        memory)? Each: `source_name` and, for a synced page, `metadata.access`."""
+        scope = self.access.scope(reader)
+        return all(
+            scope.admits(
+                {"source_name": s.get("source_name") or s.get("source"), **(s.get("metadata") or {})}
+            )
+            for s in sources
+        )
+
+    def sync_permissions(self, targets: Sequence[str] | None = None) -> list[IngestReport]:
+        """Re-read the permissions of every `permissions = "sync"` site (or of `targets`) and
+        re-tag their chunks, under the ingest lock (IngestBusyError while an ingest runs: it syncs)."""
+        specs = [
+            s
+            for s in (self.registry.resolve(targets) if targets else self.registry.specs)
+            if isinstance(s, ConfluenceSpec) and s.permissions == "sync"
+        ]
+        with self.ingestor.lock("permissions"):
+            return [self.ingestor.sync_permissions(spec) for spec in specs]
+
+    def explain_permissions(self, page_id: str, readers: Sequence[tuple[str, Reader]]) -> dict[str, Any]:
+        """Who may see a page and why (`ragbot permissions explain`): its rules, then per reader
+        whether the bot would show it to them."""
+        lines: list[str] = []
+        data: dict[str, Any] = {"page_id": page_id, "source": None, "rules": [], "readers": []}
+        for name in self.access.synced_sources():
+            snapshot, why = self.access.site(name)
+            try:
+                stored = self.permissions.load(name, fresh=True)
+            except RagError:
+                stored = None
+            if stored is None or page_id not in stored.pages:
+                continue
+            rule = stored.pages[page_id]
+            data.update(source=name, key=rule.key, rules=stored.explain(page_id), usable=snapshot is not None)
+            lines.append(f"page {page_id} in {name}: " + ("public" if rule.key == "public" else "restricted"))
+            lines += [f"  {r}" for r in data["rules"]]
+            if snapshot is None:
+                lines.append(f"  the bot shows it to nobody now: {why} (public pages only)")
+            tag = f"{name}:{rule.key}"
+            for who, reader in readers:
+                may = tag in self.access.scope(reader).allowed
+                detail = "" if may or rule.key == "public" else _failing(stored, rule.key, reader)
+                data["readers"].append({"reader": who.strip(), "may_see": may, "why": detail or None})
+                lines.append(
+                    f"{who}: {'may see it' if may else 'may not see it'}" + (f" ({detail})" if detail else "")
+                )
+            break
+        else:
+            spec = (
+                self.registry.get(self.access.synced_sources()[0]) if self.access.synced_sources() else None
+            )
+            lines.append(
+                f"page {page_id} is in no Confluence site whose permissions are synced"
+                + (
+                    ""
+                    if spec
+                    else ' (no site has permissions = "sync": indexed pages are shown to anyone who may ask)'
+                )
+            )
+        data["lines"] = lines
+        return data
+
+    def permission_status(self, name: str) -> dict[str, Any] | None:
+        """`ragbot status`'s permission block for a Confluence site (None: not a site)."""
+        spec = self.registry.get(name)
+        if not isinstance(spec, ConfluenceSpec):
+            return None
+        info: dict[str, Any] = {"mode": spec.permissions}
+        if spec.permissions != "sync":
+            info["restricted_pages"] = "skipped" if not spec.include_restricted else "shown to everyone"
+            return info
+        try:
+            snapshot = self.permissions.load(name, fresh=True)
+        except RagError as e:
+            snapshot, info["error"] = None, str(e)
+        usable, why = self.access.site(name)
+        info["restricted_pages"] = snapshot.restricted_pages if snapshot is not None else None
+        info["pages"] = len(snapshot.pages) if snapshot is not None else None
+        info["last_sync"] = _iso(snapshot.synced_at) if snapshot is not None and snapshot.synced_at else None
+        info["last_successful_sync"] = (
+            _iso(snapshot.last_success) if snapshot is not None and snapshot.last_success else None
+        )
+        info["error"] = info.get("error") or (snapshot.error if snapshot is not None else None)
+        info["enforced"] = "per reader" if usable is not None else f"public pages only ({why})"
+        return info
 
     def search_scope(self, target: str | None, allowed: Sequence[str] | None = None) -> list[str]:
         """The source names a question may search. Unknown target → ConfigError with the names."""
@@ -240,6 +354,9 @@ class RagService:
                 info["last_run"] = _run_summary(runs[0]) if runs else None
                 good = next((r for r in runs if r["ok"]), None)
                 info["last_success"] = _run_summary(good)["finished_at"] if good else None
+                permissions = self.permission_status(name) if kind == "confluence" else None
+                if permissions is not None:
+                    info["permissions"] = permissions
                 sources[name] = info
         holder = self.ingestor.lock("status").current_holder()
         scheduler = scheduler_status(s, self.scheduler)
@@ -252,6 +369,32 @@ class RagService:
             "scheduler": scheduler,
             "next_scheduled_run": scheduler["next_run"],
         }
+
+
+def _failing(snapshot: Any, key: str, reader: Reader) -> str:
+    """Which of a page's rules a reader does not pass (for `permissions explain`)."""
+    if reader.public_only or not reader.emails:
+        return "not identified: public pages only"
+    grant = snapshot.grants.get(key)
+    if grant is None:
+        return "unknown rule"
+    missing = []
+    for email in reader.emails:
+        held = snapshot.principals(email)
+        if not held:
+            missing.append(
+                f"{email} has no Confluence account the sync knows (or Confluence hides its e-mail)"
+            )
+            continue
+        for clause in grant.clauses:
+            if not clause & held:
+                names = ", ".join(sorted(snapshot.describe_principal(p) for p in clause)) or "nobody"
+                missing.append(f"{email} is not among: {names}")
+    return "; ".join(missing[:5]) + (f"; and {len(missing) - 5} more" if len(missing) > 5 else "")
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:

@@ -81,6 +81,10 @@ CONTRACT_VARS = [
     "EMBEDDING_MAX_RETRIES",
     "RERANK_MODEL",
     "RERANK_TIMEOUT",
+    # Additions (issue 23: Confluence permissions per reader)
+    "CONFLUENCE_PERMISSIONS",
+    "CONFLUENCE_PERMISSION_SYNC_MINUTES",
+    "RAGBOT_MEMBER_CHECK_LIMIT",
 ]
 
 # Offline, deterministic, no proxies: set for the whole session (and inherited by subprocesses).

@@ -25,6 +25,8 @@ METHOD_SCOPES: dict[str, str | None] = {
     "reactions_add": "reactions:write",
     "reactions_remove": "reactions:write",
     "conversations_info": "channels:read groups:read",
+    # Slack documents channels:read, groups:read, im:read, mpim:read; the bot asks channels and group DMs.
+    "conversations_members": "channels:read groups:read mpim:read",
     "conversations_replies": "channels:history groups:history im:history mpim:history",
     "users_info": "users:read",
     "users_lookupByEmail": "users:read.email",
@@ -40,6 +42,8 @@ EVENTS: dict[str, tuple[list[str], list[str]]] = {
     "app_home_opened": (["app_home_opened"], []),
     "channel_shared": (["channel_shared"], ["channels:read"]),
     "channel_unshared": (["channel_unshared"], ["channels:read"]),
+    "member_joined_channel": (["member_joined_channel"], ["channels:read", "groups:read"]),
+    "member_left_channel": (["member_left_channel"], ["channels:read", "groups:read"]),
 }
 
 

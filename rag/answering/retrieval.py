@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
+from rag.answering.access import AccessScope
 from rag.answering.grounding import Evidence
 from rag.answering.ranking import POOL_FACTOR, rerank
 from rag.answering.reranking import HostedReranker
@@ -118,9 +119,12 @@ class Retriever:
         top_k: int = 5,
         sources: Iterable[str] | None = None,
         evidence: Evidence | None = None,
+        access: AccessScope | None = None,
     ) -> list[Hit]:
         """The best `top_k` hits among `sources` (names; None = every configured source);
-        `evidence`, when given, collects what the grounding judgement needs."""
+        `evidence`, when given, collects what the grounding judgement needs. `access`: only the
+        chunks this reader may see (synced Confluence permissions), filtered inside each search."""
+        access = access if access is not None else AccessScope()
         wanted = self.registry.names() if sources is None else list(sources)
         rankings: list[list[str]] = []
         weights: list[float] = []
@@ -142,6 +146,11 @@ class Retriever:
             # an unfiltered HNSW query is the fastest. Otherwise Chroma filters inside the search.
             narrowed = not set(collection.source_names(metadata)) <= set(names)
             where = _where_names(names) if narrowed else None
+            gate = access.gate(names)
+            if gate is not None:  # synced Confluence pages: only those this reader may see
+                if access.empty(names):
+                    continue
+                where = access.where(names)
             if self.dense_weight > 0:
                 found = shown(collection.query(embedder.embed_query(query), k=depth, where=where))
                 rankings.append([r.id for r in found])
@@ -151,14 +160,16 @@ class Retriever:
                     evidence.add_dense([(r.id, r.distance) for r in found])
             if self.lexical_weight > 0:
                 index = self.lexical.fresh(collection, metadata)
-                lexical = index.search(query, depth, source_names=names if narrowed else None)
+                lexical = index.search(query, depth, source_names=names if narrowed else None, gate=gate)
                 if evidence is not None:
                     evidence.add_lexical(index, query, lexical)
                 rankings.append([rid for rid, _ in lexical])
                 weights.append(self.lexical_weight)
                 owners.update({rid: collection for rid, _ in lexical})
             if definition_weight > 0:
-                defined = self._definitions(kind, embedder.key, query, names, depth)
+                # The symbol index carries no access tags: gated sources stay out of it.
+                ungated = [n for n in names if n not in access.synced]
+                defined = self._definitions(kind, embedder.key, query, ungated, depth) if ungated else []
                 rankings.append(defined)
                 weights.append(definition_weight)
                 owners.update({rid: collection for rid in defined})

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rag.answering.access import AccessScope
 from rag.answering.retrieval import Retriever
 from rag.config import Settings
 from rag.indexing.embedding import EmbedderPool
@@ -97,6 +98,7 @@ class Toolbox:
         retriever: Retriever,
         names: Sequence[str],
         top_k: int = 5,
+        access: AccessScope | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -105,12 +107,20 @@ class Toolbox:
         self.retriever = retriever
         self.names = list(names)
         self.top_k = top_k
+        #: Who will read the answer: every tool reads only what they may see.
+        self.access = access if access is not None else AccessScope()
         self.sources = Sources()
         self._by_kind: dict[str, list[str]] = {}
         for name in self.names:
             spec = registry.get(name)
             if spec is not None:
                 self._by_kind.setdefault(spec.kind, []).append(name)
+        # The symbol index carries no access tags: sources with synced permissions stay out of it.
+        self._symbol_kinds = {
+            kind: ungated
+            for kind, names in self._by_kind.items()
+            if (ungated := [n for n in names if n not in self.access.synced])
+        }
         self._collections: dict[tuple[str, bool], Collection | None] = {}
         self._documents: dict[tuple[str, str], IndexedDocument | None] = {}
 
@@ -155,7 +165,9 @@ class Toolbox:
     def search(self, query: str, sources: Sequence[str] | None = None) -> ToolResult:
         """Hybrid search (the retriever's), within the scope (and `sources`, when given)."""
         names = self.names if sources is None else [n for n in self.names if n in set(sources)]
-        hits = self.retriever.search(query, top_k=self.top_k, sources=names) if names else []
+        hits = (
+            self.retriever.search(query, top_k=self.top_k, sources=names, access=self.access) if names else []
+        )
         if not hits:
             return ToolResult(f"No indexed passage matches {query!r}.", [])
         parts = []
@@ -167,7 +179,7 @@ class Toolbox:
     def definition(self, name: str) -> ToolResult:
         """Where `name` (function, class, `Class.method`, constant, page heading) is defined."""
         found = []
-        for kind, names in self._by_kind.items():
+        for kind, names in self._symbol_kinds.items():
             collection = self._collection(kind, symbols=True)
             if collection is not None:
                 found += [(kind, d) for d in find_definitions(collection, name, names)]
@@ -186,7 +198,7 @@ class Toolbox:
     def references(self, name: str) -> ToolResult:
         """The lines that call, import or use `name`."""
         uses = []
-        for kind, names in self._by_kind.items():
+        for kind, names in self._symbol_kinds.items():
             collection = self._collection(kind, symbols=True)
             if collection is not None:
                 uses += [(kind, u) for u in find_references(collection, name, names)]
@@ -213,6 +225,8 @@ class Toolbox:
                 if collection is None:
                     continue
                 for name in names:  # scope order: the first source that holds it
+                    if name in self.access.synced:
+                        continue  # no access tags in the symbol index
                     found = outline_of(collection, candidate, [name])
                     if found:
                         return self._outline(kind, name, found)
@@ -289,7 +303,16 @@ class Toolbox:
         if collection is not None:
             for key in ("path", "title"):
                 where = {"$and": [{key: path}, {"source_name": source_name}]}
-                records = list(collection.iter_records(include_documents=True, where=where))
+                if source_name in self.access.synced:  # only a page this reader may see
+                    visible = self.access.where([source_name])
+                    if visible is None:
+                        break
+                    where["$and"].append(visible)
+                records = [
+                    r
+                    for r in collection.iter_records(include_documents=True, where=where)
+                    if self.access.admits(r.metadata)
+                ]
                 if records:
                     doc = _assemble(kind, source_name, records)
                     break

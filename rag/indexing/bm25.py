@@ -56,6 +56,10 @@ class Bm25Index:
         self.source_list: list[str] = []  # distinct source names; slots hold their positions
         self._source_pos: dict[str, int] = {}
         self.sources = np.zeros(0, dtype=np.int32)
+        #: Who may read each slot (`access`: synced Confluence permissions), "" for everyone.
+        self.access_list: list[str] = [""]
+        self._access_pos: dict[str, int] = {"": 0}
+        self.accesses = np.zeros(0, dtype=np.int32)
         self.lengths = np.zeros(0, dtype=np.float32)
         self.alive = np.zeros(0, dtype=bool)
         self.slot_of: dict[str, int] = {}
@@ -81,6 +85,7 @@ class Bm25Index:
         *,
         hashes: Sequence[str],
         sources: Sequence[str],
+        accesses: Sequence[str] | None = None,
     ) -> None:
         """Index new documents (an id already present is replaced); ids must be distinct."""
         if not ids:
@@ -118,6 +123,10 @@ class Bm25Index:
         self.sources = np.concatenate(
             [self.sources, np.array([self._source(s) for s in sources], dtype=np.int32)]
         )
+        tags = accesses if accesses is not None else [""] * len(ids)
+        self.accesses = np.concatenate(
+            [self.accesses, np.array([self._access(a) for a in tags], dtype=np.int32)]
+        )
         self.segments.append(_Segment(start, matrix))
         for offset, rid in enumerate(ids):
             self.slot_of[rid] = start + offset
@@ -130,6 +139,13 @@ class Bm25Index:
         if pos is None:
             pos = self._source_pos[name] = len(self.source_list)
             self.source_list.append(name)
+        return pos
+
+    def _access(self, tag: str) -> int:
+        pos = self._access_pos.get(tag)
+        if pos is None:
+            pos = self._access_pos[tag] = len(self.access_list)
+            self.access_list.append(tag)
         return pos
 
     def _dead_share(self) -> float:
@@ -153,6 +169,7 @@ class Bm25Index:
         self.hashes = [self.hashes[i] for i in keep]
         self.lengths = self.lengths[keep]
         self.sources = self.sources[keep]
+        self.accesses = self.accesses[keep]
         self.alive = np.ones(len(keep), dtype=bool)
         self.slot_of = {rid: i for i, rid in enumerate(self.ids)}
         self.segments = [_Segment(0, matrix)] if len(keep) else []
@@ -160,9 +177,15 @@ class Bm25Index:
     # ----- search ------------------------------------------------------------------------
 
     def search(
-        self, terms: Sequence[str], k: int, *, source_names: Collection[str] | None = None
+        self,
+        terms: Sequence[str],
+        k: int,
+        *,
+        source_names: Collection[str] | None = None,
+        gate: tuple[Collection[str], Collection[str]] | None = None,
     ) -> list[tuple[str, float]]:
-        """The k best live documents with a positive score, best first."""
+        """The k best live documents with a positive score, best first. `gate` = (open sources,
+        allowed access tags): a document passes when its source is open or its tag allowed."""
         n = len(self.slot_of)
         if n == 0 or k <= 0:
             return []
@@ -188,6 +211,14 @@ class Bm25Index:
         if source_names is not None:
             wanted = [self._source_pos[s] for s in source_names if s in self._source_pos]
             scores[~np.isin(self.sources, np.array(wanted, dtype=np.int32))] = 0
+        if gate is not None:
+            open_names, allowed = gate
+            opened = [self._source_pos[s] for s in open_names if s in self._source_pos]
+            tags = [self._access_pos[a] for a in allowed if a and a in self._access_pos]
+            passes = np.isin(self.sources, np.array(opened, dtype=np.int32)) | np.isin(
+                self.accesses, np.array(tags, dtype=np.int32)
+            )
+            scores[~passes] = 0
         candidates = np.flatnonzero(scores > 0)
         if len(candidates) > k:  # keep every tie of the k-th score, then order them by id
             kth = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
@@ -225,6 +256,7 @@ class Bm25Index:
                 data=matrix.data.astype(np.uint16) if matrix is not None else np.zeros(0, dtype=np.uint16),
                 lengths=self.lengths,
                 sources=self.sources,
+                accesses=self.accesses,
             )
         meta = {
             **header,
@@ -233,6 +265,7 @@ class Bm25Index:
             "ids": self.ids,
             "hashes": self.hashes,
             "source_list": self.source_list,
+            "access_list": self.access_list,
         }
         meta_tmp = directory / f"index.json.{tag}.tmp"
         meta_tmp.write_text(json.dumps(meta, separators=(",", ":")))
@@ -257,13 +290,22 @@ class Bm25Index:
             index._source_pos = {s: i for i, s in enumerate(index.source_list)}
             index.lengths = arrays["lengths"].astype(np.float32)
             index.sources = arrays["sources"].astype(np.int32)
+            index.access_list = list(meta["access_list"])
+            index._access_pos = {a: i for i, a in enumerate(index.access_list)}
+            index.accesses = arrays["accesses"].astype(np.int32)
             if index.ids:
                 matrix = csc_matrix(
                     (arrays["data"].astype(np.float32), arrays["indices"], arrays["indptr"]),
                     shape=(len(index.ids), len(index.vocab)),
                 )
                 index.segments = [_Segment(0, matrix)]
-        if not (len(index.ids) == len(index.hashes) == len(index.lengths) == len(index.sources)):
+        if not (
+            len(index.ids)
+            == len(index.hashes)
+            == len(index.lengths)
+            == len(index.sources)
+            == len(index.accesses)
+        ):
             raise ValueError("inconsistent BM25 index files")
         index.alive = np.ones(len(index.ids), dtype=bool)
         index.slot_of = {rid: i for i, rid in enumerate(index.ids)}

@@ -22,6 +22,7 @@ from rag.indexing.chunking import LineChunker, SyntaxChunker
 from rag.indexing.embedding import Embedder, EmbedderPool
 from rag.indexing.lexical import LexicalIndexes
 from rag.indexing.locking import IngestLock
+from rag.indexing.permissions import PermissionStore
 from rag.indexing.pipeline import prefetch
 from rag.indexing.progress import Progress, SourceProgress, as_watcher
 from rag.indexing.state import StateDB
@@ -31,6 +32,7 @@ from rag.indexing.symbol_store import entries_of
 from rag.models import Chunk, Document, IngestReport
 from rag.secrets import redact
 from rag.sources.base import DocumentRef, LoadFailure, Source
+from rag.sources.confluence import ConfluenceSource
 from rag.sources.registry import SourceRegistry
 from rag.sources.specs import SourceSpec
 
@@ -83,8 +85,10 @@ class Ingestor:
         registry: SourceRegistry | None = None,
         source_factory: SourceFactory | None = None,
         lexical: LexicalIndexes | None = None,
+        permissions: PermissionStore | None = None,
     ) -> None:
         self.settings = settings
+        self.permissions = permissions if permissions is not None else PermissionStore(store)
         self.registry = registry if registry is not None else SourceRegistry.from_settings(settings)
         self.lexical = (
             lexical if lexical is not None else LexicalIndexes(settings.ragbot_data_dir / "lexical")
@@ -218,8 +222,16 @@ class Ingestor:
         name = spec.name
         source = self.source_factory(self.settings, spec)
         log.info("ingesting %s: %s", name, source.describe())
-        source.prepare()
-        refs = source.scan()  # raises when the listing is incomplete: nothing is deleted then
+        syncing = isinstance(source, ConfluenceSource) and source.permission_sync
+        if isinstance(source, ConfluenceSource) and syncing:
+            source.previous_permissions = self.permissions.load(name, fresh=True)
+        try:
+            source.prepare()
+            refs = source.scan()  # raises when the listing is incomplete: nothing is deleted then
+        except RagError as e:
+            if syncing:  # who may read what is unknown now: public pages only until a sync succeeds
+                self.permissions.record_failure(name, str(e))
+            raise
         report.documents_seen = len(refs)
         if not refs:
             report.warnings.append(f"{source.describe()} has no documents to index")
@@ -235,6 +247,11 @@ class Ingestor:
         symbol_collection = self.store.collection(spec.kind, embedder.key, symbols=True)
         assert symbol_collection is not None
         symbols = SymbolWriter(symbol_collection, name)
+        if isinstance(source, ConfluenceSource) and source.permission_snapshot is not None:
+            # Re-tag before the new permissions are published: a page whose readers changed is
+            # hidden from everyone for the moment between, never shown to its old readers.
+            report.documents_retagged = self._retag(collection, states, source.access_tags())
+            self.permissions.save(source.permission_snapshot)
 
         to_load: list[DocumentRef] = []
         symbols_only: set[str] = set()
@@ -308,6 +325,55 @@ class Ingestor:
             self.lexical.fresh(symbol_collection, expand=entries_of)
         except Exception as e:  # the vectors are stored; a query rebuilds the BM25 index later
             log.warning("BM25 index of %s not refreshed: %s", name, e)
+
+    def sync_permissions(self, spec: SourceSpec) -> IngestReport:
+        """Re-read who may read each page of a `permissions = "sync"` site and re-tag its chunks:
+        the listing and the permissions only, no page body, nothing embedded. The caller holds
+        the ingest lock. A failure is recorded: answers then use that site's public pages only."""
+        t0 = time.monotonic()
+        report = IngestReport(source=spec.kind, source_name=spec.name)
+        source = self.source_factory(self.settings, spec)
+        if not (isinstance(source, ConfluenceSource) and source.permission_sync):
+            report.warnings.append(f"{spec.name} does not sync permissions")
+            return report
+        try:
+            source.previous_permissions = self.permissions.load(spec.name, fresh=True)
+            source.prepare()
+            report.documents_seen = len(source.scan())
+            assert source.permission_snapshot is not None
+            embedder = self.embedders.get(self.settings.embedding_model_for(spec.kind))
+            collection = self.store.collection(spec.kind, embedder.key, create=False)
+            if collection is not None:
+                states = collection.document_states(spec.name)
+                report.documents_retagged = self._retag(collection, states, source.access_tags())
+            self.permissions.save(source.permission_snapshot)
+            if collection is not None and report.documents_retagged:
+                self.lexical.fresh(collection)
+        except RagError as e:
+            report.ok, report.error = False, str(e)
+            self.permissions.record_failure(spec.name, str(e))
+            log.error("permission sync of %s failed: %s", spec.name, e)
+        except Exception as e:  # never kill the scheduler; the site is public-only until a sync works
+            report.ok, report.error = False, f"unexpected error: {type(e).__name__}: {e}"
+            self.permissions.record_failure(spec.name, report.error)
+            log.exception("permission sync of %s failed unexpectedly", spec.name)
+        report.seconds = time.monotonic() - t0
+        return report
+
+    @staticmethod
+    def _retag(collection: Collection, states: dict[str, DocumentState], tags: dict[str, str]) -> int:
+        """Give each indexed page's chunks its current `access` tag; returns the pages changed."""
+        changed = {
+            doc_id: tag for doc_id, tag in tags.items() if doc_id in states and states[doc_id].access != tag
+        }
+        if not changed:
+            return 0
+        ids = [i for doc_id in changed for i in states[doc_id].ids]
+        with logged_change(collection, ids):  # every BM25 index re-reads these chunks' tags
+            for doc_id, tag in changed.items():
+                collection.update_metadata(states[doc_id].ids, {"access": tag})
+        log.info("%d page(s) whose readers changed re-tagged (nothing re-embedded)", len(changed))
+        return len(changed)
 
     @staticmethod
     def _prune(

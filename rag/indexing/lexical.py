@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 #: the entry (for a chunk: its hash).
 Expander = Callable[["Record"], list[tuple[str, str, dict[str, Any], str]]]
 
-FORMAT_VERSION = 3  # 2: terms are Snowball-stemmed; 3: term-count matrices (rag.indexing.bm25)
+# 2: terms are Snowball-stemmed; 3: term-count matrices (rag.indexing.bm25); 4: access tags
+FORMAT_VERSION = 4
 
 _WORD = re.compile(r"[A-Za-z0-9_]+")
 # camelCase / PascalCase / ACRONYMCase / digits boundaries inside one identifier part
@@ -211,6 +212,7 @@ class LexicalIndex:
                 [tokenize(_record_text(r)) for r in records],
                 hashes=[str(r.metadata.get("chunk_hash") or "") for r in records],
                 sources=[source_name_of(r.metadata) for r in records],
+                accesses=[str(r.metadata.get("access") or "") for r in records],
             )
             return
         ids: list[str] = []
@@ -280,16 +282,22 @@ class LexicalIndex:
     # ----- search ------------------------------------------------------------------------
 
     def search(
-        self, query: str, k: int, *, source_names: AbstractCollection[str] | None = None
+        self,
+        query: str,
+        k: int,
+        *,
+        source_names: AbstractCollection[str] | None = None,
+        gate: tuple[AbstractCollection[str], AbstractCollection[str]] | None = None,
     ) -> list[tuple[str, float]]:
-        """Ids best first with BM25 scores; `source_names` keeps only those sources' chunks."""
+        """Ids best first with BM25 scores; `source_names` keeps only those sources' chunks, and
+        `gate` (open sources, allowed access tags) only the chunks the reader may see."""
         if self._index is None or k <= 0:
             return []
         terms = tokenize(query)
         if not terms:
             return []
         with self._lock:  # an update in another thread changes the arrays in place
-            return self._index.search(terms, k, source_names=source_names)
+            return self._index.search(terms, k, source_names=source_names, gate=gate)
 
     # ----- persistence -------------------------------------------------------------------
 

@@ -58,6 +58,8 @@ class DocumentState:
     expected_chunks: int
     present_chunks: int
     ids: tuple[str, ...]
+    #: Who may read it (`access`, synced Confluence permissions); "" when absent or mixed.
+    access: str = ""
 
     @property
     def complete(self) -> bool:
@@ -175,6 +177,12 @@ class Collection:
                 metadatas=[_clean_metadata(m) for m in metadatas[start:end]],
             )
 
+    def update_metadata(self, ids: Sequence[str], values: dict[str, Any]) -> None:
+        """Merge `values` into the metadata of the records `ids` (nothing is re-embedded)."""
+        for start in range(0, len(ids), self.max_batch):
+            batch = list(ids[start : start + self.max_batch])
+            self.raw.update(ids=batch, metadatas=[_clean_metadata(values) for _ in batch])
+
     def delete_ids(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), self.max_batch):
             self.raw.delete(ids=list(ids[start : start + self.max_batch]))
@@ -264,8 +272,13 @@ class Collection:
             expected = {r.metadata.get("doc_chunks") for r in records}
             fingerprint = str(fps.pop()) if len(fps) == 1 and len(expected) == 1 else None
             n_expected = int(next(iter(expected)) or 0) if len(expected) == 1 else -1
+            tags = {str(r.metadata.get("access") or "") for r in records}
             states[doc_id] = DocumentState(
-                fingerprint, n_expected, len(records), tuple(r.id for r in records)
+                fingerprint,
+                n_expected,
+                len(records),
+                tuple(r.id for r in records),
+                tags.pop() if len(tags) == 1 else "",
             )
         return states
 
@@ -384,6 +397,30 @@ class VectorStore:
                     bump_generation(collection)  # BM25 indexes must learn the source names
                 self._migrated.add(name)
             return collection
+        except StoreError:
+            raise
+        except Exception as e:
+            raise StoreError(f"Chroma collection {name}: {_first_line(e)}") from e
+
+    def named_collection(
+        self, name: str, *, create: bool = True, metadata: dict[str, Any] | None = None
+    ) -> Collection | None:
+        """A collection that holds no chunks (the synced permissions), followed across processes
+        like the chunks' collections; None when it does not exist and `create` is False."""
+        try:
+            if create:
+                raw = self.client.get_or_create_collection(
+                    name=name, embedding_function=None, metadata=metadata or {"role": name}
+                )
+            else:
+                if name not in self.collection_names():
+                    return None
+                raw = self.client.get_collection(name=name, embedding_function=None)
+            if not self.settings.chroma_host:
+                raw = self._follow(raw)
+            return Collection(
+                raw, self.client.get_max_batch_size(), self.client, on_generation=self._saw_generation
+            )
         except StoreError:
             raise
         except Exception as e:

@@ -58,7 +58,11 @@ class IndexService(Protocol):
         self, targets: Sequence[str | SourceSpec], *, trigger: str = ..., prune_removed: bool | None = ...
     ) -> list[IngestReport]: ...
 
+    def sync_permissions(self, targets: Sequence[str] | None = ...) -> list[IngestReport]: ...
+
+
 INGEST_JOB = "ingest"
+PERMISSIONS_JOB = "permission-sync"
 STARTUP_JOB = "startup-ingest"
 HEARTBEAT_JOB = "heartbeat"
 HEARTBEAT_SECONDS = 30
@@ -66,7 +70,6 @@ HEARTBEAT_SECONDS = 30
 STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 STARTUP_RETRY_SECONDS = 30
 RECORD_FILE = "scheduler.json"
-
 
 
 class SchedulerBusyError(RagError):
@@ -158,6 +161,35 @@ class SchedulerHandle:
         spec = self.service.registry.get(name)
         if spec is not None:
             self._ingest([spec], reason=f"scheduled ({spec.interval_minutes} min)")
+
+    def _permissions(self) -> None:
+        """Re-read the synced Confluence permissions between ingests (an ingest reads them too)."""
+        assert self.service is not None
+        if self._stopping.is_set():
+            return
+        try:
+            reports = self.service.sync_permissions()
+        except IngestBusyError as e:
+            log.info("permission sync skipped: %s (the ingest under way syncs them)", e)
+            return
+        except Exception:  # the scheduler lives on; the sites fall back to public pages if it keeps failing
+            log.exception("permission sync failed; the next one will retry")
+            return
+        for r in reports:
+            if r.ok:
+                log.info(
+                    "permission sync of %s: %d pages, %d re-tagged in %.1fs",
+                    r.source_name,
+                    r.documents_seen,
+                    r.documents_retagged,
+                    r.seconds,
+                )
+            else:
+                log.error(
+                    "permission sync of %s failed (public pages only until one succeeds): %s",
+                    r.source_name,
+                    r.error,
+                )
 
     def _startup(self) -> None:
         """Ingest at start-up the configured sources whose index is empty.
@@ -315,6 +347,13 @@ def start_scheduler(
                     id=f"{INGEST_JOB}:{spec.name}",
                     name=f"periodic ingest of {spec.name}",
                 )
+        if any(getattr(spec, "permissions", "skip") == "sync" for spec in service.registry.specs):
+            scheduler.add_job(
+                handle._permissions,
+                IntervalTrigger(minutes=settings.confluence_permission_sync_minutes),
+                id=PERMISSIONS_JOB,
+                name="Confluence permission sync",
+            )
         scheduler.add_job(
             handle._startup,
             "interval",

@@ -23,6 +23,20 @@ def status_lines(data: dict[str, Any]) -> list[str]:
             f"{name} ({info['kind']}, {where}): {info['documents']} documents, {info['chunks']} chunks, "
             f"model {info['embedding_model']}; {when}"
         )
+    for name, info in data["sources"].items():
+        perm = info.get("permissions")
+        if not perm:
+            continue
+        if perm["mode"] != "sync":
+            lines.append(f"{name} permissions: skip (restricted pages {perm['restricted_pages']})")
+            continue
+        restricted = perm["restricted_pages"] if perm["restricted_pages"] is not None else "?"
+        lines.append(
+            f"{name} permissions: sync, {restricted}"
+            f" of {perm['pages'] if perm['pages'] is not None else '?'} pages restricted; last sync "
+            f"{perm['last_sync'] or 'never'} (last successful {perm['last_successful_sync'] or 'never'}); "
+            f"enforced {perm['enforced']}" + (f"; error: {perm['error']}" if perm.get("error") else "")
+        )
     if data["ingest_running"]:
         lines.append(f"an ingest is running: {data['ingest_running']}")
     for name, info in data["sources"].items():

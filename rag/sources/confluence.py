@@ -27,6 +27,12 @@ from rag.sources.base import DocumentRef, LoadFailure
 from rag.sources.confluence_api import ConfluenceHTTPError, SiteApi, SpaceInfo, looks_like_cloud
 from rag.sources.confluence_client import ConfluenceClient, RetryPolicy
 from rag.sources.confluence_markup import CONVERTER_VERSION, storage_to_markdown
+from rag.sources.confluence_permissions import (
+    ListedPage,
+    PermissionReader,
+    SitePermissions,
+    restriction_principals,
+)
 from rag.sources.specs import ConfluenceSettingNames
 
 if TYPE_CHECKING:
@@ -86,6 +92,8 @@ class ConfluenceSource:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     include_restricted: bool = False
+    #: "sync": every page is indexed, each tagged with who may read it (confluence_permissions)
+    permissions: str = "skip"
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
@@ -107,6 +115,10 @@ class ConfluenceSource:
         self._users: dict[tuple[str, str], str | None] = {}
         self._user_lookup_broken = False
         self.skipped_restricted = 0
+        #: The last sync's permissions (the ingest hands them in: e-mails already known are reused).
+        self.previous_permissions: SitePermissions | None = None
+        #: This run's, once `scan()` has read them (`permissions = "sync"`).
+        self.permission_snapshot: SitePermissions | None = None
 
     @classmethod
     def from_spec(cls, spec: ConfluenceSpec, **overrides: Any) -> ConfluenceSource:
@@ -118,6 +130,7 @@ class ConfluenceSource:
             "password": spec.password,
             "token": spec.token,
             "include_restricted": spec.include_restricted,
+            "permissions": spec.permissions,
             "names": spec.names,
         }
         values.update(overrides)
@@ -134,14 +147,36 @@ class ConfluenceSource:
             "password": settings.confluence_password,
             "token": settings.confluence_token,
             "include_restricted": settings.confluence_include_restricted,
+            "permissions": settings.confluence_permissions,
         }
         values.update(overrides)
         return cls(**values)
 
     def describe(self) -> str:
         spaces = ", ".join(self.spaces) or "no space"
-        restricted = ", restricted pages included" if self.include_restricted else ""
+        if self.permission_sync:
+            restricted = ", permissions synced"
+        else:
+            restricted = ", restricted pages included" if self.include_restricted else ""
         return f"Confluence {self.url} (space {spaces}{restricted})"
+
+    @property
+    def permission_sync(self) -> bool:
+        return self.permissions == "sync"
+
+    def access_tag(self, page_id: str) -> str | None:
+        """What a page's chunks carry in `access`: `<source>:<grant key>` (None: no sync)."""
+        snapshot = self.permission_snapshot
+        if snapshot is None or page_id not in snapshot.pages:
+            return None
+        return f"{self.name}:{snapshot.pages[page_id].key}"
+
+    def access_tags(self) -> dict[str, str]:
+        """Every listed page's tag (`permissions = "sync"`, after `scan()`)."""
+        snapshot = self.permission_snapshot
+        if snapshot is None:
+            return {}
+        return {pid: f"{self.name}:{rule.key}" for pid, rule in snapshot.pages.items()}
 
     @property
     def client(self) -> ConfluenceClient:
@@ -215,11 +250,15 @@ class ConfluenceSource:
     # ----- scan --------------------------------------------------------------------------
 
     def scan(self) -> list[DocumentRef]:
-        """Every page of every configured space: id and version only (restricted ones skipped)."""
+        """Every page of every configured space: id and version only (restricted ones skipped,
+        unless `permissions = "sync"`: then every page, and who may read each is synced)."""
         self.prepare()
         refs: list[DocumentRef] = []
         self._listed = {}
         self.skipped_restricted = 0
+        self.permission_snapshot = None
+        listed_pages: dict[str, ListedPage] = {}
+        users: dict[str, dict[str, Any]] = {}
         for key, space in self._spaces.items():
             pages: dict[str, dict[str, Any]] = {}
             cql = f"space = {_cql_string(space.key)} and type = page order by created asc"
@@ -236,15 +275,28 @@ class ConfluenceSource:
             for pid, page in pages.items():
                 if pid in self._listed:
                     continue
-                ancestors = {str(a.get("id")) for a in page.get("ancestors") or [] if isinstance(a, dict)}
-                restricted = pid in direct or bool(ancestors & direct)
-                if restricted and not self.include_restricted:
+                chain = tuple(str(a.get("id")) for a in page.get("ancestors") or [] if isinstance(a, dict))
+                restricted = pid in direct or bool(set(chain) & direct)
+                if self.permission_sync:
+                    listed_pages[pid] = ListedPage(
+                        space=key,
+                        title=str(page.get("title") or pid),
+                        restriction=restriction_principals(page, users),
+                        ancestors=chain,
+                    )
+                elif restricted and not self.include_restricted:
                     self.skipped_restricted += 1
                     continue
                 refs.append(DocumentRef(doc_id=pid, version=page_version(_version_number(page))))
                 self._listed[pid] = _Listed(space=key, restricted=restricted)
                 kept += 1
             log.info("Confluence space %s: %d pages listed, %d kept", key, len(pages), kept)
+        if self.permission_sync:
+            reader = PermissionReader(
+                self.client, cloud=bool(self.cloud), source=self.name, previous=self.previous_permissions
+            )
+            spaces = {key: space.id for key, space in self._spaces.items()}
+            self.permission_snapshot = reader.sync(spaces, listed_pages, users)
         if self.skipped_restricted:
             log.info(
                 "skipped %d page(s) with read restrictions (set %s to index them)",
@@ -350,6 +402,9 @@ class ConfluenceSource:
             "breadcrumb": " > ".join(p for p in [space_name, *ancestors, title] if p),
             "restricted": bool(listed.restricted) if listed else False,
         }
+        tag = self.access_tag(page_id)
+        if tag is not None:
+            metadata["access"] = tag
         return Document(
             source=self.kind,
             doc_id=page_id,

@@ -150,7 +150,14 @@ class ConfluenceClient:
         """GET → JSON object. 401/403 → ConfigError; retries 429/5xx/connection errors, then SourceError."""
         return self.request(path, params)[0]
 
-    def request(self, path: str, params: dict[str, Any] | None = None) -> tuple[dict[str, Any], str | None]:
+    def get_list(self, path: str, params: dict[str, Any] | None = None) -> list[Any]:
+        """GET → a JSON array (Data Center's space permissions), with `get`'s errors and retries."""
+        data = self.request(path, params, array=True)[0]
+        return list(data.get("results") or [])
+
+    def request(
+        self, path: str, params: dict[str, Any] | None = None, *, array: bool = False
+    ) -> tuple[dict[str, Any], str | None]:
         """Like `get`, with the `next` link of the answer's `Link` header (v2 paging), if any."""
         import requests
 
@@ -173,7 +180,7 @@ class ConfluenceClient:
                 if status not in RETRYABLE_STATUS:
                     self._note_deprecation(response, shown)
                     link = (response.links.get("next") or {}).get("url")
-                    return self._decode(response, shown), link
+                    return self._decode(response, shown, array=array), link
                 problem = f"HTTP {status}"
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
                 if retry_after is not None and status in {429, 503}:
@@ -199,7 +206,7 @@ class ConfluenceClient:
                 self._noted.add((header, value))
                 log.warning("Confluence answered %s with %s: %s", shown, header, value[:300])
 
-    def _decode(self, response: Any, shown: str) -> dict[str, Any]:
+    def _decode(self, response: Any, shown: str, *, array: bool = False) -> dict[str, Any]:
         status = response.status_code
         if status in {401, 403}:
             reason = response.headers.get("X-Seraph-LoginReason", "")
@@ -229,6 +236,8 @@ class ConfluenceClient:
                 f"Confluence answered {shown} with something that is not JSON: is {self.names.url} "
                 f"({self.base_url}) the Confluence base URL, context path included?"
             ) from e
+        if array and isinstance(data, list):
+            return {"results": data}
         if not isinstance(data, dict):
             raise SourceError(f"Confluence answered {shown} with unexpected JSON")
         return data

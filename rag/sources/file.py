@@ -2,7 +2,7 @@
 
 ```toml
 [[repository]]   name, path | url, branch, web_url, interval_minutes, experts
-[[confluence]]   name, url, spaces, include_restricted, username_env, password_env, token_env,
+[[confluence]]   name, url, spaces, include_restricted, permissions, username_env, password_env, token_env,
                  interval_minutes, experts
 [slack]          allowed_channels, people
 [[slack.channel]] id, sources, answer, private, experts
@@ -52,6 +52,7 @@ class ConfluenceEntry(_Table):
     url: str
     spaces: list[str] = Field(min_length=1)
     include_restricted: bool = False
+    permissions: Literal["skip", "sync"] = "skip"
     username_env: str | None = None
     password_env: str | None = None
     token_env: str | None = None

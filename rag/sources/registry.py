@@ -155,6 +155,7 @@ def _v1_specs(settings: Settings) -> list[SourceSpec]:
                 password=settings.confluence_password,
                 token=settings.confluence_token,
                 include_restricted=settings.confluence_include_restricted,
+                permissions=settings.confluence_permissions,
             )
         )
     return specs
@@ -233,6 +234,7 @@ def _from_file(path: Path, settings: Settings) -> SourceRegistry:
                 password=creds["password"],
                 token=creds["token"],
                 include_restricted=site.include_restricted,
+                permissions=site.permissions,
                 interval_minutes=site.interval_minutes,
                 experts=tuple(site.experts),
                 names=ConfluenceSettingNames.in_file(path, label, env_names),

@@ -80,6 +80,8 @@ class ConfluenceSpec:
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
     include_restricted: bool = False
+    #: "sync": every page indexed with its readers (rag.sources.confluence_permissions)
+    permissions: str = "skip"
     interval_minutes: int | None = None
     names: ConfluenceSettingNames = field(default_factory=ConfluenceSettingNames)
     experts: tuple[str, ...] = ()

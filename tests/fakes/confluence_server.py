@@ -17,20 +17,38 @@ links (relative to `_links.base`, so a client that joins them with the host root
 - `"datacenter"`: Data Center 8.x/9.x: v1 only (v2 paths 404), a CQL search with a body
   expanded returns at most 50 results, and the `start` of its `_links.next` under-counts by
   one (the first result of the next page repeats the last of this one).
+
+What a permission sync reads (groups, space permissions, page restrictions, e-mails):
+
+- page read restrictions to users and groups in the CQL listing
+  (`restrictions.read.restrictions.user` / `.group`); Cloud names users by accountId (with
+  `email`, "" when the user hides it) and groups by id and name, Data Center by username/userKey
+  (no e-mail) and groups by name;
+- space permissions: Cloud `GET /api/v2/spaces/{id}/permissions` (cursor-paged, principals
+  `user`/`group`/`access_class`); Data Center 9.1+ (and `"v1"`)
+  `GET /rest/api/space/{key}/permissions`, a JSON array (410 on Cloud; 404 when
+  `space_permissions_api` is False, as on Data Center before 9.1). Both carry non-read grants;
+- group members: Cloud `GET /rest/api/group/{groupId}/membersByGroupId`, Data Center
+  `GET /rest/api/group/{groupName}/member`, `start`/`limit` paged (limit capped at `list_limit`)
+  with a relative `_links.next`;
+- e-mails: Cloud `GET /rest/api/user?accountId=` carries `email`; Data Center
+  `GET /rest/mobile/1.0/profile/{username}` answers `{username, userKey, fullName, email}`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 CONTEXT = "/wiki"
 SPACE_CQL = re.compile(r'space = "((?:[^"\\]|\\.)+)" and type = page order by created asc')
@@ -38,6 +56,10 @@ ID_CQL = re.compile(r"id in \(([0-9, ]+)\)")
 USERNAME = "bot@example.com"
 PASSWORD = "api-token-123"
 TOKEN = "pat-456"
+MOBILE_PROFILE = "/rest/mobile/1.0/profile/"
+DEFAULT_GROUP = "confluence-users"
+ADMIN_GROUP = "space-admins"
+Grant = tuple[str, str]  # ("group", name) | ("user", key) | ("anonymous", "")
 
 
 @dataclass
@@ -50,6 +72,7 @@ class FakePage:
     parent: str | None = None
     labels: list[str] = field(default_factory=list)
     restricted_to: list[str] = field(default_factory=list)  # user keys allowed to read; [] = open
+    restricted_groups: list[str] = field(default_factory=list)  # group names allowed to read
     author: str = "u-ada"
     editor: str = "u-ada"
     created: float = 0.0
@@ -104,6 +127,13 @@ class FakeConfluence:
         self.spaces: dict[str, str] = {}
         self.pages: dict[str, FakePage] = {}
         self.users: dict[str, str] = {}  # userkey or accountId → display name
+        self.emails: dict[str, str] = {}  # user key → e-mail address
+        self.usernames: dict[str, str] = {}  # user key → Data Center username (default: the key)
+        self.hidden_emails: set[str] = set()  # user keys whose e-mail Cloud hides ("")
+        self.groups: dict[str, set[str]] = {DEFAULT_GROUP: set()}  # group name → member user keys
+        # space key → read grants; a space not here: [("group", "confluence-users")]
+        self.space_permissions: dict[str, list[Grant]] = {}
+        self.space_permissions_api = True  # False: Data Center before 9.1 (404 on that path)
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.delay = 0.0  # seconds before every answer (timeouts)
@@ -137,6 +167,7 @@ class FakeConfluence:
         labels: list[str] | None = None,
         restricted_to: list[str] | None = None,
         author: str = "u-ada",
+        restricted_groups: list[str] | None = None,
     ) -> str:
         with self._lock:
             self._next_id += 1
@@ -150,6 +181,7 @@ class FakeConfluence:
                 parent=parent,
                 labels=list(labels or []),
                 restricted_to=list(restricted_to or []),
+                restricted_groups=list(restricted_groups or []),
                 author=author,
                 editor=author,
                 created=now,
@@ -171,6 +203,58 @@ class FakeConfluence:
     def delete_page(self, page_id: str) -> None:
         with self._lock:
             del self.pages[page_id]
+
+    def restrict(self, page_id: str, users: list[str] | None = None, groups: list[str] | None = None) -> None:
+        """Set (or, with neither, clear) a page's read restriction; like Confluence, no new version."""
+        with self._lock:
+            page = self.pages[page_id]
+            page.restricted_to = list(users or [])
+            page.restricted_groups = list(groups or [])
+
+    # ----- people and permissions ------------------------------------------------------------
+
+    def add_user(
+        self,
+        key: str,
+        display_name: str,
+        email: str | None = None,
+        *,
+        username: str | None = None,
+        email_hidden: bool = False,
+    ) -> None:
+        """A user (Cloud accountId or Data Center userKey), a member of confluence-users."""
+        with self._lock:
+            self.users[key] = display_name
+            if email is not None:
+                self.emails[key] = email
+            self.usernames[key] = username if username is not None else key
+            if email_hidden:
+                self.hidden_emails.add(key)
+            else:
+                self.hidden_emails.discard(key)
+            self.groups.setdefault(DEFAULT_GROUP, set()).add(key)
+
+    def add_group(self, name: str, members: Iterable[str] = ()) -> None:
+        with self._lock:
+            self.groups.setdefault(name, set()).update(members)
+
+    def set_members(self, name: str, members: Iterable[str]) -> None:
+        with self._lock:
+            self.groups[name] = set(members)
+
+    def remove_member(self, name: str, key: str) -> None:
+        with self._lock:
+            self.groups.get(name, set()).discard(key)
+
+    @staticmethod
+    def group_id(name: str) -> str:
+        """Cloud's id for a group: stable, derived from the name."""
+        return "g-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+    def set_space_permissions(self, key: str, grants: Iterable[Grant]) -> None:
+        """The space's read grants: ("group", name), ("user", key) or ("anonymous", "")."""
+        with self._lock:
+            self.space_permissions[key] = [(kind, ident) for kind, ident in grants]
 
     def inject(
         self, match: str, *, status: int, times: int = 1, after: int = 0, retry_after: str | None = None
@@ -250,7 +334,8 @@ class FakeConfluence:
             http.wfile.write(raw)
 
         v2 = self.mode == "cloud" and parts.path.startswith(CONTEXT + "/api/v2/")
-        if not parts.path.startswith(CONTEXT + "/rest/api/") and not v2:
+        mobile = parts.path.startswith(CONTEXT + MOBILE_PROFILE)
+        if not parts.path.startswith(CONTEXT + "/rest/api/") and not v2 and not mobile:
             record.status = 404
             raw = b"<html><body>Not Found</body></html>"
             http.send_response(404)
@@ -273,6 +358,9 @@ class FakeConfluence:
         with self._lock:
             if v2:
                 status, data, headers = self._route_v2(parts.path[len(CONTEXT + "/api/v2") :], params)
+            elif mobile:
+                status, data = self._mobile_profile(unquote(parts.path[len(CONTEXT + MOBILE_PROFILE) :]))
+                headers = {}
             else:
                 status, data = self._route(parts.path[len(CONTEXT + "/rest/api") :], params)
                 headers = {}
@@ -286,8 +374,18 @@ class FakeConfluence:
 
     def _route(self, api: str, params: dict[str, str]) -> tuple[int, Any]:
         expand = {e for e in params.get("expand", "").split(",") if e}
-        if self.mode == "cloud" and re.fullmatch(r"/space/[^/]+|/content/\d+", api):
+        if self.mode == "cloud" and re.fullmatch(r"/space/[^/]+(?:/permissions)?|/content/\d+", api):
             return 410, {"statusCode": 410, "message": "This endpoint has been deprecated and removed"}
+        if match := re.fullmatch(r"/space/([^/]+)/permissions", api):
+            return self._dc_space_permissions(unquote(match.group(1)))
+        if self.mode == "cloud" and (match := re.fullmatch(r"/group/([^/]+)/membersByGroupId", api)):
+            ident = unquote(match.group(1))
+            name = next((n for n in self.groups if self.group_id(n) == ident), None)
+            return self._members(name, f"/rest/api/group/{quote(ident, safe='')}/membersByGroupId", params)
+        if self.mode != "cloud" and (match := re.fullmatch(r"/group/([^/]+)/member", api)):
+            name = unquote(match.group(1))
+            found = name if name in self.groups else None
+            return self._members(found, f"/rest/api/group/{quote(name, safe='')}/member", params)
         if match := re.fullmatch(r"/space/([^/]+)", api):
             key = match.group(1)
             if key not in self.spaces:
@@ -310,9 +408,18 @@ class FakeConfluence:
             return 200, data
         if api == "/user":
             ident = params.get("accountId") or params.get("key") or params.get("username") or ""
+            if ident not in self.users and "username" in params:
+                ident = next((k for k, u in self.usernames.items() if u == ident), ident)
             if ident not in self.users:
                 return 404, {"statusCode": 404, "message": "No user found"}
-            return 200, {"type": "known", "displayName": self.users[ident], "accountId": ident}
+            user: dict[str, Any] = {"type": "known", "displayName": self.users[ident], "accountId": ident}
+            if self.mode == "cloud":
+                user["email"] = self._email(ident)
+                user["publicName"] = self.users[ident]
+            else:
+                user["username"] = self.usernames.get(ident, ident)
+                user["userKey"] = ident
+            return 200, user
         return 404, {"statusCode": 404, "message": f"no such endpoint {api}"}
 
     def _search(self, params: dict[str, str], expand: set[str]) -> tuple[int, Any]:
@@ -404,17 +511,125 @@ class FakeConfluence:
         if "space" in expand:
             data["space"] = {"key": page.space, "name": self.spaces.get(page.space, page.space)}
         if any(e.startswith("restrictions.read") for e in expand):
-            users = [self._user(k) for k in page.restricted_to]
-            data["restrictions"] = {
-                "read": {
-                    "operation": "read",
-                    "restrictions": {
-                        "user": {"results": users, "size": len(users)},
-                        "group": {"results": [], "size": 0},
-                    },
-                }
-            }
+            everything = "restrictions.read" in expand or "restrictions.read.restrictions" in expand
+            restrictions: dict[str, Any] = {}
+            unexpanded: dict[str, str] = {}
+            path = f"/rest/api/content/{page.id}/restriction/byOperation/read"
+            if everything or "restrictions.read.restrictions.user" in expand:
+                users = [self._member_json(k) for k in page.restricted_to]
+                restrictions["user"] = {"results": users, "start": 0, "limit": 200, "size": len(users)}
+            else:
+                unexpanded["user"] = path + "/user"
+            if everything or "restrictions.read.restrictions.group" in expand:
+                groups = [self._group_json(n) for n in page.restricted_groups]
+                restrictions["group"] = {"results": groups, "start": 0, "limit": 200, "size": len(groups)}
+            else:
+                unexpanded["group"] = path + "/group"
+            if unexpanded:
+                restrictions["_expandable"] = unexpanded
+            data["restrictions"] = {"read": {"operation": "read", "restrictions": restrictions}}
         return data
+
+    # ----- permissions, groups and people -------------------------------------------------------
+
+    def _email(self, key: str) -> str:
+        return "" if key in self.hidden_emails else self.emails.get(key, "")
+
+    def _member_json(self, key: str) -> dict[str, Any]:
+        """A user as restrictions and group member lists name them."""
+        name = self.users.get(key, key)
+        if self.mode == "cloud":
+            return {
+                "type": "known",
+                "accountId": key,
+                "accountType": "atlassian",
+                "email": self._email(key),
+                "displayName": name,
+                "publicName": name,
+            }
+        # Data Center's REST user objects carry no e-mail.
+        return {
+            "type": "known",
+            "username": self.usernames.get(key, key),
+            "userKey": key,
+            "displayName": name,
+        }
+
+    def _group_json(self, name: str) -> dict[str, Any]:
+        data = {"type": "group", "name": name}
+        if self.mode == "cloud":
+            data["id"] = self.group_id(name)
+        return data
+
+    def _grants(self, key: str) -> list[tuple[Grant, str, str]]:
+        """The space's permissions as (grant, operation, target), read grants among others."""
+        reads = self.space_permissions.get(key, [("group", DEFAULT_GROUP)])
+        admin: Grant = ("group", ADMIN_GROUP)
+        return [
+            (admin, "create", "page"),
+            *((grant, "read", "space") for grant in reads),
+            (admin, "administer", "space"),
+            (admin, "delete", "page"),
+        ]
+
+    def _dc_space_permissions(self, key: str) -> tuple[int, Any]:
+        """Data Center 9.1+: every permission of the space as one JSON array, unpaged."""
+        if not self.space_permissions_api:
+            return 404, {"statusCode": 404, "message": "null for uri: /rest/api/space/permissions"}
+        if key not in self.spaces:
+            return 404, {"statusCode": 404, "message": f"No space with key : {key}"}
+        answer = []
+        for i, ((kind, ident), operation, target) in enumerate(self._grants(key)):
+            subject: dict[str, Any]
+            if kind == "group":
+                subject = {"type": "group", "name": ident}
+            elif kind == "user":
+                subject = {"type": "user", "userKey": ident}
+            else:
+                subject = {"type": "anonymous"}
+            answer.append(
+                {
+                    "id": 5_000 + i,
+                    "operation": {"targetType": target, "operationKey": operation},
+                    "subject": subject,
+                    "spaceKey": key,
+                    "spaceId": int(self.space_id(key)),
+                }
+            )
+        return 200, answer
+
+    def _members(self, name: str | None, path: str, params: dict[str, str]) -> tuple[int, Any]:
+        if name is None:
+            return 404, {"statusCode": 404, "message": "No group found"}
+        try:
+            limit = max(1, min(int(params.get("limit", "200")), self.list_limit))
+            start = max(0, int(params.get("start", "0")))
+        except ValueError:
+            return 400, {"statusCode": 400, "message": "bad limit or start"}
+        members = sorted(self.groups[name])
+        window = members[start : start + limit]
+        links: dict[str, Any] = {"base": self.base, "context": CONTEXT, "self": self.base + path}
+        if start + limit < len(members):
+            links["next"] = path + "?" + urlencode({"limit": str(limit), "start": str(start + limit)})
+        return 200, {
+            "results": [self._member_json(k) for k in window],
+            "start": start,
+            "limit": limit,
+            "size": len(window),
+            "_links": links,
+        }
+
+    def _mobile_profile(self, username: str) -> tuple[int, Any]:
+        """Data Center's mobile profile, the one REST answer that carries a user's e-mail."""
+        key = next((k for k in self.users if self.usernames.get(k, k) == username), None)
+        if self.mode == "cloud" or key is None:
+            return 404, {"statusCode": 404, "message": f"No user found: {username}"}
+        return 200, {
+            "username": username,
+            "userKey": key,
+            "fullName": self.users[key],
+            "email": self.emails.get(key, ""),
+        }
 
     # ----- Cloud's v2 API ----------------------------------------------------------------------
 
@@ -437,6 +652,27 @@ class FakeConfluence:
                 if k in self.spaces
             ]
             return self._v2_list("/spaces", spaces, params)
+        if match := re.fullmatch(r"/spaces/([^/]+)/permissions", api):
+            ident = unquote(match.group(1))
+            key = next((k for k in self.spaces if self.space_id(k) == ident), None)
+            if key is None:
+                return 404, {"errors": [{"status": 404, "code": "NOT_FOUND", "title": "Space not found"}]}, {}
+            items = []
+            for i, ((kind, name), operation, target) in enumerate(self._grants(key)):
+                if kind == "group":
+                    principal = {"type": "group", "id": self.group_id(name)}
+                elif kind == "user":
+                    principal = {"type": "user", "id": name}
+                else:
+                    principal = {"type": "access_class", "id": "anonymous-users"}
+                items.append(
+                    {
+                        "id": str(7_000 + i),
+                        "principal": principal,
+                        "operation": {"key": operation, "targetType": target},
+                    }
+                )
+            return self._v2_list(f"/spaces/{ident}/permissions", items, params)
         match = re.fullmatch(r"/pages/(\d+)(/labels|/ancestors)?", api)
         page = self.pages.get(match.group(1)) if match else None
         if match is None:

@@ -41,6 +41,7 @@ class AgentFakeSlack(FakeSlack):
         self.home_tab = True  # views.publish answers not_enabled while False
         self.native_feedback = True  # context_actions accepted; False: invalid_blocks
         self.suggested: list[dict[str, Any]] = []  # setSuggestedPrompts calls' args
+        self.members: dict[str, list[str]] = {}  # channel → member ids (conversations.members)
 
     def api(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
         if method in ("chat.postMessage", "chat.update", "chat.postEphemeral", "chat.stopStream"):
@@ -70,6 +71,24 @@ class AgentFakeSlack(FakeSlack):
             with self._lock:
                 self.suggested.append(dict(args))
             return {"ok": True}
+        if method == "conversations.members":
+            # Paged by an opaque cursor (here: the offset), as Slack documents it.
+            channel = str(args.get("channel") or "")
+            if channel not in self.members:
+                return {"ok": False, "error": "channel_not_found"}
+            try:
+                start = int(str(args.get("cursor") or "0") or "0")
+                limit = max(1, min(int(args.get("limit") or 100), 1000))
+            except ValueError:
+                return {"ok": False, "error": "invalid_cursor"}
+            members = self.members[channel]
+            window = members[start : start + limit]
+            more = start + limit < len(members)
+            return {
+                "ok": True,
+                "members": window,
+                "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+            }
         if method == "users.lookupByEmail":
             email = str(args.get("email") or "").lower()
             for user_id, user in self.users.items():
@@ -77,6 +96,18 @@ class AgentFakeSlack(FakeSlack):
                     return {"ok": True, "user": {"id": user_id, **user}}
             return {"ok": False, "error": "users_not_found"}
         return super().api(method, args, token)
+
+    def member_event(self, kind: str, channel: str, user: str) -> str:
+        """`member_joined_channel` / `member_left_channel`, after changing the member list."""
+        with self._lock:
+            members = self.members.setdefault(channel, [])
+            if kind == "member_joined_channel" and user not in members:
+                members.append(user)
+            elif kind == "member_left_channel" and user in members:
+                members.remove(user)
+        event = {"type": kind, "user": user, "channel": channel, "channel_type": "C", "team": TEAM}
+        envelope_id, _ = self.send_event({**event, "event_ts": self.next_ts()})
+        return envelope_id
 
     def open_home(self, user: str, tab: str = "home") -> str:
         """`app_home_opened`: the Home tab, or (`tab="messages"`) the agent DM's Messages tab."""
