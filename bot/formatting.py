@@ -262,3 +262,13 @@ def streaming_text(partial_markdown: str) -> str:
     if len(re.findall(r"^```", text, flags=re.MULTILINE)) % 2:
         text += "\n```"
     return text + messages.STREAMING_SUFFIX
+
+
+def vote_of(action: dict[str, Any]) -> tuple[str, str] | None:
+    """(vote, answer id) of a feedback button: native `up:<answer id>`, or the classic buttons."""
+    value = str(action.get("value", ""))
+    if action.get("action_id") == FEEDBACK:
+        vote, _, answer_id = value.partition(":")
+    else:
+        vote, answer_id = ("up" if action.get("action_id") == FEEDBACK_UP else "down"), value
+    return (vote, answer_id) if vote in ("up", "down") else None

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bot import formatting, messages
@@ -123,8 +124,8 @@ class Handlers:
         app.event("channel_shared")(self.on_channel_shared)
         app.event("channel_unshared")(self.on_channel_unshared)
         app.event("app_home_opened")(self.home.on_opened)
-        app.event("member_joined_channel")(self.on_members_changed)
-        app.event("member_left_channel")(self.on_members_changed)
+        app.event("member_joined_channel")(self.readers.on_members_changed)
+        app.event("member_left_channel")(self.readers.on_members_changed)
         app.command("/ragingest")(self.commands.on_ragingest)
         app.command("/ragbot")(self.commands.on_ragbot)
         app.action(formatting.FEEDBACK)(self.on_feedback)
@@ -282,26 +283,9 @@ class Handlers:
             return
         self.pool.submit(self._answer, question, status)
 
-    def on_members_changed(self, event: dict[str, Any]) -> None:
-        """Someone joined or left: the channel's next answer is judged on its members as they are now."""
-        channel = str(event.get("channel") or "")
-        if channel:
-            self.readers.forget_channel(channel)
-            log.info(
-                "%s: %s %s; its readers are read again at the next question",
-                channel,
-                event.get("user"),
-                "joined" if event.get("type") == "member_joined_channel" else "left",
-            )
-
     def reader_for(self, question: Question) -> Reader | None:
-        """Who will see the answer: the asker alone (a DM, a private answer, /ragbot), else every
-        member of the channel. None when no Confluence site syncs its permissions."""
-        if not self.service.permissions_synced:
-            return None
-        if question.dm or question.private or question.respond is not None:
-            return self.readers.person(question.user)
-        return self.readers.channel(question.channel)
+        """Who will see the answer (bot.readers); None when no Confluence site syncs its permissions."""
+        return self.readers.for_question(question) if self.service.permissions_synced else None
 
     def scope_for(self, question: Question) -> tuple[str, ...] | None:
         """The sources a question may search: its channel's (`[[slack.channel]] sources`); a
@@ -347,10 +331,8 @@ class Handlers:
         try:
             text, cut = clip_question(q.text, self.question_limit)
             reader = self.reader_for(q)
-            # A turn that cites what this reader may not see is left out of the model's history.
-            history = self.memory.turns(
-                q.channel, q.memory_key, admit=lambda sources: self.service.visible(reader, sources)
-            )
+            # A turn citing what this reader may not see is left out of the model's history.
+            history = self.memory.turns(q.channel, q.memory_key, admit=partial(self.service.visible, reader))
             delivery = delivery_for(
                 q,
                 self.client,
@@ -456,14 +438,11 @@ class Handlers:
     def on_feedback(self, ack: Callable[..., None], body: dict[str, Any], action: dict[str, Any]) -> None:
         ack()
         user = (body.get("user") or {}).get("id", "")
-        value = str(action.get("value", ""))
-        if action.get("action_id") == formatting.FEEDBACK:  # native feedback_buttons: "up:<answer id>"
-            vote, _, answer_id = value.partition(":")
-        else:
-            vote, answer_id = ("up" if action.get("action_id") == formatting.FEEDBACK_UP else "down"), value
-        if vote not in ("up", "down"):
-            log.warning("unexpected feedback value %r from %s; ignored", value, user)
+        parsed = formatting.vote_of(action)
+        if parsed is None:
+            log.warning("unexpected feedback value %r from %s; ignored", action.get("value"), user)
             return
+        vote, answer_id = parsed
         try:
             self.answers.record_vote(answer_id, user=user, vote=vote)
             self.service.metrics.vote(vote)
@@ -475,12 +454,9 @@ class Handlers:
             log.exception("recording feedback from %s failed [error id %s]", user, new_error_id())
 
     def on_error(self, error: Exception, body: dict[str, Any]) -> None:
+        error_id, kind = new_error_id(), body.get("type")
         log.error(
-            "unhandled error in a listener [error id %s] (%s): %s",
-            new_error_id(),
-            body.get("type"),
-            error,
-            exc_info=error,
+            "unhandled error in a listener [error id %s] (%s): %s", error_id, kind, error, exc_info=error
         )
 
     # ----- small helpers ---------------------------------------------------------------------

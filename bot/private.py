@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from bot import formatting, messages
@@ -65,9 +66,7 @@ class PrivateAnswers:
             text, cut = clip_question(q.text, h.question_limit)
             reader = h.reader_for(q)
             history = (
-                h.memory.turns(
-                    q.channel, q.memory_key, admit=lambda sources: h.service.visible(reader, sources)
-                )
+                h.memory.turns(q.channel, q.memory_key, admit=partial(h.service.visible, reader))
                 if q.reply_thread
                 else []
             )

@@ -20,9 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rag.config import Settings
+from rag.errors import ConfigError, RagError
 from rag.models import Reader
+
+if TYPE_CHECKING:
+    from bot.questions import Question
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +96,12 @@ class Readers:
             self._profiles[user] = profile
         return profile
 
+    def for_question(self, question: Question) -> Reader:
+        """The asker alone (a DM, a private answer, /ragbot), else every member of the channel."""
+        if question.dm or question.private or question.respond is not None:
+            return self.person(question.user)
+        return self.channel(question.channel)
+
     # ----- channels ----------------------------------------------------------------------------
 
     def channel(self, channel: str) -> Reader:
@@ -149,3 +160,37 @@ class Readers:
         """A member joined or left: the next question reads the list again."""
         with self._lock:
             self._members.pop(channel, None)
+
+    def on_members_changed(self, event: dict[str, Any]) -> None:
+        """`member_joined_channel` / `member_left_channel` (a listener: no Web API call here)."""
+        channel = str(event.get("channel") or "")
+        if channel:
+            self.forget_channel(channel)
+            joined = event.get("type") == "member_joined_channel"
+            log.info(
+                "%s: %s %s; its members are read again at the next question",
+                channel,
+                event.get("user"),
+                "joined" if joined else "left",
+            )
+
+
+def channel_readers(settings: Settings, channel: str) -> list[tuple[str, Reader]]:
+    """`ragbot permissions explain --channel`: the channel as one reader, then each member, read
+    from Slack with the bot's token and judged by the bot's rules."""
+    from slack_sdk import WebClient
+
+    if not settings.slack_bot_token:
+        raise ConfigError("--channel needs SLACK_BOT_TOKEN (the channel's members are read from Slack)")
+    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
+    member_limit = settings.ragbot_member_check_limit
+    readers = Readers(client, member_limit=member_limit)
+    members = readers.members(channel)
+    if members is None:
+        raise RagError(f"Slack did not list the members of {channel} (is the bot in it?)")
+    found: list[tuple[str, Reader]] = [(f"channel {channel}", readers.channel(channel))]
+    for member in members[:member_limit]:
+        email = readers.email(member)
+        who = f"  {member}" + (f" <{email}>" if email else " (no e-mail)")
+        found.append((who, Reader.person(email) if email else Reader.public(member)))
+    return found

@@ -275,39 +275,15 @@ def permissions_explain(
         if user:
             readers.append((user, Reader.person(user)))
         if channel:
-            readers += _channel_readers(settings, channel)
+            from bot.readers import channel_readers
+
+            readers += channel_readers(settings, channel)
         data = service.explain_permissions(page_id, readers)
     if as_json:
         emit_json(data)
         return
     for line in data["lines"]:
         typer.echo(line)
-
-
-def _channel_readers(settings: Settings, channel: str) -> list[tuple[str, Any]]:
-    """A channel's members as readers, through the bot's token (the bot's own rules)."""
-    from slack_sdk import WebClient
-
-    from bot.readers import Readers
-    from rag.models import Reader
-
-    if not settings.slack_bot_token:
-        raise ConfigError("--channel needs SLACK_BOT_TOKEN (the channel's members are read from Slack)")
-    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-    readers = Readers(client, member_limit=settings.ragbot_member_check_limit)
-    members = readers.members(channel)
-    if members is None:
-        raise RagError(f"Slack did not list the members of {channel} (is the bot in it?)")
-    found: list[tuple[str, Any]] = [(f"channel {channel}", readers.channel(channel))]
-    for member in members[: settings.ragbot_member_check_limit]:
-        email = readers.email(member)
-        found.append(
-            (
-                f"  {member}" + (f" <{email}>" if email else " (no e-mail)"),
-                Reader.person(email) if email else Reader.public(member),
-            )
-        )
-    return found
 
 
 @permissions_app.command("sync")

@@ -221,6 +221,7 @@ def _bot_starter(
     slack.hang_up()
     for bot in bots:
         bot.stop()
+        bot.service.store.close()  # its embedded Chroma's files: a long run must not run out of them
 
 
 @pytest.fixture

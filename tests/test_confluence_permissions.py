@@ -3,8 +3,13 @@ Chroma, BM25) against the fake Confluence over HTTP, as Cloud and as Data Center
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +17,11 @@ import pytest
 from rag.indexing.embedding import EmbedderPool
 from rag.models import Reader
 from rag.service import RagService
+from tests.conftest import CONTRACT_VARS
 from tests.fakes.confluence_server import PASSWORD, USERNAME, FakeConfluence
 from tests.fakes.hash_embedder import HashEmbedder
 
+ROOT = Path(__file__).resolve().parents[1]
 ADA, BOB, CY, HIDDEN = "ada@example.com", "bob@example.com", "cy@example.com", "hid@example.com"
 
 
@@ -68,7 +75,7 @@ def site(request: pytest.FixtureRequest) -> Iterator[Site]:
 
 
 @pytest.fixture
-def service(site: Site, make_settings: Any) -> RagService:
+def service(site: Site, make_settings: Any) -> Iterator[RagService]:
     settings = make_settings(
         confluence_url=site.fake.url,
         confluence_space=["ENG", "SEC"],
@@ -80,7 +87,8 @@ def service(site: Site, make_settings: Any) -> RagService:
     [report] = service.ingest(["confluence"])
     assert report.ok, report.error
     assert report.documents_seen == 5  # every page is indexed, restricted ones too
-    return service
+    yield service
+    service.store.close()
 
 
 def seen(service: RagService, question: str, reader: Reader | None) -> str:
@@ -185,3 +193,104 @@ def test_explain_says_which_rule_decides(service: RagService, site: Site) -> Non
     verdicts = {r["reader"]: r["may_see"] for r in data["readers"]}
     assert verdicts == {BOB: False, ADA: True}
     assert "bob@example.com: may not see it (" in text  # with the reason
+
+
+# ----- the HTTP API and the command line ----------------------------------------------------------
+
+
+@pytest.fixture
+def api_url(service: RagService) -> Iterator[str]:
+    """The real FastAPI app under uvicorn on 127.0.0.1, sharing the test's service."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from rag.api import create_app
+
+    service.settings = service.settings.model_copy(update={"ragbot_api_token": "s3cret"})
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(service.settings, service), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_the_api_answers_as_the_named_user_and_public_pages_without_one(api_url: str) -> None:
+    import httpx
+
+    headers = {"Authorization": "Bearer s3cret"}
+    body = {"query": "zebra bridge number sev1", "session_id": "s1"}
+    as_ada = httpx.post(f"{api_url}/query", json={**body, "as_user": ADA}, headers=headers, timeout=60)
+    assert as_ada.status_code == 200, as_ada.text
+    assert "zebra bridge" in json.dumps(as_ada.json())
+    anonymous = httpx.post(f"{api_url}/query", json=body, headers=headers, timeout=60)
+    assert anonymous.status_code == 200 and "zebra" not in json.dumps(anonymous.json()["sources"])
+    as_bob = httpx.post(f"{api_url}/query", json={**body, "as_user": BOB}, headers=headers, timeout=60)
+    assert "zebra" not in json.dumps(as_bob.json()["sources"])
+    bad = httpx.post(
+        f"{api_url}/query", json={**body, "as_user": "not an e-mail"}, headers=headers, timeout=60
+    )
+    assert bad.status_code in (400, 422)
+
+
+@pytest.mark.slow
+def test_the_cli_ingests_explains_syncs_and_reports_status(site: Site, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARS}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        CHROMA_DB_DIR=str(tmp_path / "chroma"),
+        RAGBOT_DATA_DIR=str(tmp_path / "data"),
+        CONFLUENCE_URL=site.fake.url,
+        CONFLUENCE_SPACE="ENG,SEC",
+        CONFLUENCE_USERNAME=USERNAME,
+        CONFLUENCE_PASSWORD=PASSWORD,
+        CONFLUENCE_PERMISSIONS="sync",
+    )
+
+    def ragbot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rag.cli", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    ingested = ragbot("ingest", "confluence", "--json")
+    assert ingested.returncode == 0, ingested.stderr
+    explained = ragbot("permissions", "explain", site.oncall, "--user", BOB)
+    assert explained.returncode == 0, explained.stderr
+    assert "the page's own read restriction: group oncall" in explained.stdout
+    assert f"{BOB}: may not see it" in explained.stdout
+    as_json = json.loads(ragbot("permissions", "explain", site.oncall, "--user", ADA, "--json").stdout)
+    assert as_json["readers"] == [{"reader": ADA, "may_see": True, "why": None}]
+    site.fake.restrict(site.vault, groups=["oncall"])
+    synced = ragbot("permissions", "sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "confluence: ok; 5 pages, 1 re-tagged" in synced.stdout
+    assert "WARNING" not in synced.stderr and "Traceback" not in synced.stderr
+    status = json.loads(ragbot("status", "--json").stdout)["sources"]["confluence"]["permissions"]
+    assert status["mode"] == "sync" and status["enforced"] == "per reader" and status["restricted_pages"] == 4
+    text = ragbot("status").stdout
+    assert "confluence permissions: sync, 4 of 5 pages restricted" in text
+    asked = ragbot("ask", "unseal the vault platypus shards", "--as-user", ADA, "--json")
+    assert asked.returncode == 0, asked.stderr
+    assert "Vault unsealing" in asked.stdout  # Ada: security and oncall
+    public = ragbot("ask", "unseal the vault platypus shards", "--json")
+    assert "Vault unsealing" not in public.stdout
+    no_reader = ragbot("permissions", "explain", site.oncall)
+    assert no_reader.returncode == 2 and "--user EMAIL or --channel ID" in no_reader.stderr

@@ -355,7 +355,10 @@ def test_retention_deletes_turns_answers_and_votes_older_than_the_setting(
     memory = ThreadMemory(state)
     memory.add("C", "1", "recent question", "recent answer")
     old = time.time() - 6 * 86_400
-    state.execute("INSERT INTO turns VALUES (?, ?, ?, ?, ?)", ("C", "9", old, "old question", "old answer"))
+    state.execute(
+        "INSERT INTO turns (channel, thread_ts, created, question, answer) VALUES (?, ?, ?, ?, ?)",
+        ("C", "9", old, "old question", "old answer"),
+    )
     state.execute("UPDATE answers SET created = ? WHERE answer_id = 'a2'", (old,))
 
     assert purge(settings, [purge_slack_data]) == {"turns": 1, "answers": 1, "votes": 1}

@@ -375,42 +375,31 @@ class VectorStore:
         """The chunks of a kind embedded by a model (`symbols`: the symbol index beside them); None
         when it does not exist and `create` is False."""
         name = self.collection_name(kind, model_key, symbols=symbols)
+        metadata = {"source": kind, "model": model_key, **({"role": "symbols"} if symbols else {})}
+        collection = self.named_collection(name, create=create, metadata=metadata, cosine=True)
+        if collection is not None and name not in self._migrated and not symbols:
+            try:
+                if collection.migrate_layout(kind):
+                    bump_generation(collection)  # BM25 indexes must learn the source names
+            except StoreError:
+                raise
+            except Exception as e:
+                raise StoreError(f"Chroma collection {name}: {_first_line(e)}") from e
+            self._migrated.add(name)
+        return collection
+
+    def named_collection(
+        self, name: str, *, create: bool = True, metadata: dict[str, Any] | None = None, cosine: bool = False
+    ) -> Collection | None:
+        """A collection by name (the chunks', or one that holds no chunks: the synced permissions),
+        followed across processes; None when it does not exist and `create` is False."""
         try:
             if create:
                 raw = self.client.get_or_create_collection(
                     name=name,
                     embedding_function=None,
-                    configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"source": kind, "model": model_key, **({"role": "symbols"} if symbols else {})},
-                )
-            else:
-                if name not in self.collection_names():
-                    return None
-                raw = self.client.get_collection(name=name, embedding_function=None)
-            if not self.settings.chroma_host:
-                raw = self._follow(raw)
-            collection = Collection(
-                raw, self.client.get_max_batch_size(), self.client, on_generation=self._saw_generation
-            )
-            if name not in self._migrated and not symbols:
-                if collection.migrate_layout(kind):
-                    bump_generation(collection)  # BM25 indexes must learn the source names
-                self._migrated.add(name)
-            return collection
-        except StoreError:
-            raise
-        except Exception as e:
-            raise StoreError(f"Chroma collection {name}: {_first_line(e)}") from e
-
-    def named_collection(
-        self, name: str, *, create: bool = True, metadata: dict[str, Any] | None = None
-    ) -> Collection | None:
-        """A collection that holds no chunks (the synced permissions), followed across processes
-        like the chunks' collections; None when it does not exist and `create` is False."""
-        try:
-            if create:
-                raw = self.client.get_or_create_collection(
-                    name=name, embedding_function=None, metadata=metadata or {"role": name}
+                    configuration={"hnsw": {"space": "cosine"}} if cosine else None,
+                    metadata=metadata or {"role": name},
                 )
             else:
                 if name not in self.collection_names():
@@ -469,6 +458,23 @@ class VectorStore:
         self._client = self._connect()
         self.reopened += 1
         threading.Thread(target=gc.collect, name="ragbot-store-gc", daemon=True).start()
+
+    def close(self) -> None:
+        """Let go of the store: an embedded one's files and threads are released (a later use
+        opens it again). For a process that is done with it, and for tests."""
+        with self._lock:
+            client, self._client = self._client, None
+            self._seen.clear()
+        if client is None or self.settings.chroma_host:
+            return
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        system = SharedSystemClient._identifier_to_system.pop(client._identifier, None)
+        if system is not None:
+            try:
+                system.stop()
+            except Exception as e:  # closing must never fail the caller
+                log.debug("closing the embedded Chroma store: %s", e)
 
     def collection_names(self) -> list[str]:
         try:
