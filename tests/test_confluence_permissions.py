@@ -183,6 +183,14 @@ def test_the_answering_loops_tools_read_only_what_the_reader_may(service: RagSer
     assert "zebra" in ada.search("zebra bridge sev1").text
 
 
+def test_a_search_or_a_tool_that_names_no_reader_finds_public_pages_only(service: RagService) -> None:
+    hits = service.retriever.search("zebra bridge number sev1", top_k=5)
+    assert hits and not any("zebra" in h.text or h.title == "Pager bridge" for h in hits)
+    toolbox = service.toolbox(service.search_scope(None))  # no scope given: fail closed
+    assert "zebra" not in toolbox.read("Pager bridge").text
+    assert "ship.sh" in toolbox.read("Deploy runbook").text
+
+
 def test_explain_says_which_rule_decides(service: RagService, site: Site) -> None:
     data = service.explain_permissions(
         site.postmortem, [(BOB, Reader.person(BOB)), (ADA, Reader.person(ADA))]

@@ -76,6 +76,17 @@ class AccessScope:
         return name not in self.synced or str(metadata.get("access") or "") in self.allowed
 
 
+def public_scope(registry: SourceRegistry) -> AccessScope:
+    """What a search with no reader may see: the public pages of synced sites (fail closed)."""
+    synced = synced_names(registry)
+    return AccessScope(frozenset(synced), frozenset(f"{name}:{PUBLIC_KEY}" for name in synced), "public")
+
+
+def synced_names(registry: SourceRegistry) -> list[str]:
+    """The Confluence sources whose permissions are synced (`permissions = "sync"`)."""
+    return [s.name for s in registry.specs if isinstance(s, ConfluenceSpec) and s.permissions == "sync"]
+
+
 def _names(names: Sequence[str]) -> dict[str, Any]:
     return {"source_name": names[0]} if len(names) == 1 else {"source_name": {"$in": list(names)}}
 
@@ -99,11 +110,7 @@ class AccessControl:
         self._people: dict[tuple[str, str, float], frozenset[str]] = {}
 
     def synced_sources(self) -> list[str]:
-        return [
-            spec.name
-            for spec in self.registry.specs
-            if isinstance(spec, ConfluenceSpec) and spec.permissions == "sync"
-        ]
+        return synced_names(self.registry)
 
     def site(self, name: str) -> tuple[SitePermissions | None, str | None]:
         """The site's permissions if they may be used now, else None and why not."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 
-from rag.answering.access import AccessScope
+from rag.answering.access import AccessScope, public_scope
 from rag.answering.grounding import Evidence
 from rag.answering.ranking import POOL_FACTOR, rerank
 from rag.answering.reranking import HostedReranker
@@ -123,8 +123,9 @@ class Retriever:
     ) -> list[Hit]:
         """The best `top_k` hits among `sources` (names; None = every configured source);
         `evidence`, when given, collects what the grounding judgement needs. `access`: only the
-        chunks this reader may see (synced Confluence permissions), filtered inside each search."""
-        access = access if access is not None else AccessScope()
+        chunks this reader may see (synced Confluence permissions), filtered inside each search;
+        None: the public pages of synced sites only (`AccessScope()` gates nothing)."""
+        access = access if access is not None else public_scope(self.registry)
         wanted = self.registry.names() if sources is None else list(sources)
         rankings: list[list[str]] = []
         weights: list[float] = []

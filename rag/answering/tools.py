@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.answering.access import AccessScope
+from rag.answering.access import AccessScope, public_scope
 from rag.answering.retrieval import Retriever
 from rag.config import Settings
 from rag.indexing.embedding import EmbedderPool
@@ -108,7 +108,7 @@ class Toolbox:
         self.names = list(names)
         self.top_k = top_k
         #: Who will read the answer: every tool reads only what they may see.
-        self.access = access if access is not None else AccessScope()
+        self.access = access if access is not None else public_scope(registry)
         self.sources = Sources()
         self._by_kind: dict[str, list[str]] = {}
         for name in self.names:
