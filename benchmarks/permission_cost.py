@@ -65,7 +65,7 @@ def build_site(mode: str, rng: random.Random) -> FakeConfluence:
     ids: list[str] = []
     for p in range(PAGES):
         space = "TEAM" if p % 5 == 0 else "ENG"
-        words = " ".join(rng.choice(WORDS) for _ in range(110))
+        words = " ".join(rng.choice(WORDS) for _ in range(70))
         restricted = [f"group{rng.randrange(GROUPS)}"] if p % 10 == 3 else None
         parent = ids[p - 3] if p % 10 == 6 and p >= 3 else None  # under a restricted page, often
         if parent is not None and fake.pages[parent].space != space:
@@ -156,7 +156,26 @@ def time_retrieval(fake: FakeConfluence, queries: int, rng: random.Random) -> di
                 service.retriever.search(q, top_k=5, access=scope if scope is not None else AccessScope())
                 timings[name].append(time.perf_counter() - t0)
         p50 = {k: statistics.median(v) * 1000 for k, v in timings.items()}
+        # Where the time goes: Chroma's dense query alone, unfiltered, with the person's filter, and
+        # with a filter on the source name that admits every chunk (what a `[[slack.channel]]
+        # sources` scope costs when the collection holds several sources).
+        embedder = service.embedders.get(settings.embedding_model_for("confluence"))
+        collection = service.store.collection("confluence", embedder.key, create=False)
+        assert collection is not None
+        wheres = {
+            "none": None,
+            "person": person.where(["confluence"]),
+            "source_name": {"source_name": "confluence"},
+        }
+        dense: dict[str, list[float]] = {k: [] for k in wheres}
+        for q in questions:
+            vector = embedder.embed_query(q)
+            for name, where in wheres.items():
+                t0 = time.perf_counter()
+                collection.query(vector, 50, where=where)
+                dense[name].append(time.perf_counter() - t0)
         return {
+            "chroma_query_p50_ms": {k: round(statistics.median(v) * 1000, 2) for k, v in dense.items()},
             "chunks": chunks,
             "ingest_seconds": round(ingest_seconds, 1),
             "queries": queries,
