@@ -102,7 +102,10 @@ class Escalation:
         if record["found"] is not False:
             hits = hits_from_record(record["sources"])
             first = cited(str(record["answer"] or ""), len(hits))  # the passages the answer cites first
-            hits = [hits[n - 1] for n in first] + [h for i, h in enumerate(hits, 1) if i not in first]
+            order = [n - 1 for n in first] + [i for i in range(len(hits)) if i + 1 not in first]
+            # The mention names why (a page's title): only pages everyone where it is posted may read.
+            seen = self.visible_where_posted(channel, user, record["sources"])
+            hits = [hits[i] for i in order if seen[i]]
             try:
                 candidates += [(o.handle, o.why) for o in h.service.owners(hits, limit=10)]
             except Exception:
@@ -134,6 +137,14 @@ class Escalation:
         h.answers.record_escalation(answer_id, user=user, escalated_to=people, reasons=reasons)
         h.service.metrics.escalation("mentioned")
         log.info("%s escalated answer %s in %s to %s", user, answer_id, channel, ", ".join(people))
+
+    def visible_where_posted(self, channel: str, user: str, sources: list[dict[str, Any]]) -> list[bool]:
+        """Per recorded source: may everyone in `channel` read it (synced Confluence permissions)?"""
+        h = self.h
+        if not h.service.permissions_synced:
+            return [True] * len(sources)
+        readers = h.readers.person(user) if channel.startswith("D") else h.readers.channel(channel)
+        return [h.service.visible(readers, [source]) for source in sources]
 
     def choose(self, candidates: list[tuple[str, str]], *, asker: str) -> tuple[list[str], list[str]]:
         """At most three people, or one user group alone; each once; never the asker or the bot."""

@@ -197,3 +197,63 @@ def test_a_member_without_an_email_keeps_the_channel_to_public_pages(
     del slack.members["CSEC"]  # Slack cannot say who is there (channel_not_found): public pages only
     asked = mention(slack, "CSEC", "how do I unseal the vault with platypus shards?", user="UCY")
     assert "Vault unsealing" not in str(answer_in(slack, "CSEC", asked["ts"])["blocks"])
+
+
+@pytest.fixture
+def cloud_site() -> Iterator[Site]:
+    fake = FakeConfluence(mode="cloud").start()
+    try:
+        yield seed(fake)
+    finally:
+        fake.stop()
+
+
+def test_ask_an_expert_names_no_page_the_channel_may_not_read(
+    tmp_path: Path, hash_bot: Callable[..., SlackBot], cloud_site: Site, slack: AgentFakeSlack
+) -> None:
+    site = cloud_site
+    site.fake.pages[site.oncall].editor = "u-cy"  # Cloud shows Cy's e-mail: Slack finds UCY by it
+    slack.users.update(
+        {
+            "UADA": {"team_id": TEAM, "profile": {"email": ADA}},
+            "UBOB": {"team_id": TEAM, "profile": {"email": BOB}},
+            "UCY": {"team_id": TEAM, "profile": {"email": CY}},
+        }
+    )
+    slack.members["CENG"] = ["UADA", "UBOB", BOT_USER]
+    hash_bot(
+        code_repo_path=make_repo(tmp_path / "code", {"README.md": "# tools\n"}),
+        confluence_url=site.fake.url,
+        confluence_space=["ENG", "SEC"],
+        confluence_username=USERNAME,
+        confluence_password=PASSWORD,
+        confluence_permissions="sync",
+    )
+    env, path = slack.send_slash_command(
+        "what is the zebra bridge number for sev1?", command="/ragbot", user="UADA", channel="CENG"
+    )
+    slack.wait_for_ack(env)
+    (reply,) = slack.wait_for(
+        lambda: [r for r in slack.responses if r["path"] == path and r.get("blocks")],
+        what="the private answer",
+    )
+    assert "Pager bridge" in str(reply["blocks"])
+    escalate = next(
+        e
+        for b in reply["blocks"]
+        for e in b.get("elements") or []
+        if isinstance(e, dict) and e.get("action_id") == "ragbot_escalate"
+    )
+    env = slack.send_block_action(
+        user="UADA",
+        channel="CENG",
+        message={"ts": "1.0"},
+        action_id="ragbot_escalate",
+        value=escalate["value"],
+    )
+    slack.wait_for_ack(env)
+    slack.wait_for(  # a note to Ada (nobody to ask), or a mention posted in the channel
+        lambda: len(slack.responses) >= 2 or slack.messages.get("CENG"), what="the click's outcome"
+    )
+    posted = json.dumps(slack.messages.get("CENG", []))
+    assert "Pager bridge" not in posted and "UCY" not in posted  # Bob is in CENG: no title, no editor

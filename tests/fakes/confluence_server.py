@@ -463,7 +463,10 @@ class FakeConfluence:
         }
 
     def _user(self, key: str) -> dict[str, Any]:
-        return {"type": "known", "userKey": key, "displayName": self.users.get(key, key)}
+        user = {"type": "known", "userKey": key, "displayName": self.users.get(key, key)}
+        if self.mode == "cloud":  # Cloud's user objects carry the e-mail where the profile shows it
+            user.update(accountId=key, email="" if key in self.hidden_emails else self.emails.get(key, ""))
+        return user
 
     def _page_json(self, page: FakePage, expand: set[str]) -> dict[str, Any]:
         slug = quote(page.title, safe="").replace("%20", "+")
