@@ -302,3 +302,20 @@ def test_the_cli_ingests_explains_syncs_and_reports_status(site: Site, tmp_path:
     assert "Vault unsealing" not in public.stdout
     no_reader = ragbot("permissions", "explain", site.oncall)
     assert no_reader.returncode == 2 and "--user EMAIL or --channel ID" in no_reader.stderr
+
+
+def test_the_scheduler_re_reads_permissions_between_ingests(service: RagService, site: Site) -> None:
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from rag.ops.scheduler import PERMISSIONS_JOB, start_scheduler
+
+    handle = start_scheduler(service.settings, service, trigger=IntervalTrigger(hours=1))
+    try:
+        assert handle.scheduler is not None
+        job = handle.scheduler.get_job(PERMISSIONS_JOB)
+        assert job is not None and job.trigger.interval.total_seconds() == 30 * 60
+        site.fake.remove_member("oncall", "u-ada")
+        handle._permissions()  # what the job runs
+        assert "zebra" not in seen(service, "zebra bridge number sev1", Reader.person(ADA))
+    finally:
+        handle.shutdown()

@@ -257,3 +257,20 @@ def test_ask_an_expert_names_no_page_the_channel_may_not_read(
     )
     posted = json.dumps(slack.messages.get("CENG", []))
     assert "Pager bridge" not in posted and "UCY" not in posted  # Bob is in CENG: no title, no editor
+
+
+def test_readers_page_through_members_and_keep_large_channels_to_public_pages(slack: AgentFakeSlack) -> None:
+    from slack_sdk import WebClient
+
+    from bot.readers import Readers
+
+    slack.users.update(
+        {f"U{i:03d}": {"team_id": TEAM, "profile": {"email": f"p{i}@example.com"}} for i in range(450)}
+    )
+    slack.members["CBIG"] = [f"U{i:03d}" for i in range(450)]
+    client = WebClient(token="xoxb-test-token", base_url=slack.api_url)
+    small = Readers(client, member_limit=500, bot_user_id=BOT_USER).channel("CBIG")
+    assert not small.public_only and len(small.emails) == 450  # three pages of conversations.members
+    assert len([c for c in slack.calls_to("conversations.members") if c.args.get("channel") == "CBIG"]) == 3
+    large = Readers(client, member_limit=449, bot_user_id=BOT_USER).channel("CBIG")
+    assert large.public_only and large.emails == ()
