@@ -16,6 +16,7 @@ import pytest
 
 from rag.indexing.embedding import EmbedderPool
 from rag.models import Reader
+from rag.ops.status_text import status_lines
 from rag.service import RagService
 from tests.conftest import CONTRACT_VARS
 from tests.fakes.confluence_server import PASSWORD, USERNAME, FakeConfluence
@@ -254,8 +255,18 @@ def test_the_api_answers_as_the_named_user_and_public_pages_without_one(api_url:
     assert bad.status_code in (400, 422)
 
 
+@pytest.fixture
+def datacenter_site() -> Iterator[Site]:
+    fake = FakeConfluence(mode="datacenter").start()
+    try:
+        yield seed(fake)
+    finally:
+        fake.stop()
+
+
 @pytest.mark.slow
-def test_the_cli_ingests_explains_syncs_and_reports_status(site: Site, tmp_path: Path) -> None:
+def test_the_cli_ingests_explains_syncs_and_reports_status(datacenter_site: Site, tmp_path: Path) -> None:
+    site = datacenter_site  # one flavour is enough here: the others' tests cover both
     env = {k: v for k, v in os.environ.items() if k not in CONTRACT_VARS}
     env.update(
         PYTHONPATH=str(ROOT),
@@ -291,15 +302,13 @@ def test_the_cli_ingests_explains_syncs_and_reports_status(site: Site, tmp_path:
     assert synced.returncode == 0, synced.stderr
     assert "confluence: ok; 5 pages, 1 re-tagged" in synced.stdout
     assert "WARNING" not in synced.stderr and "Traceback" not in synced.stderr
-    status = json.loads(ragbot("status", "--json").stdout)["sources"]["confluence"]["permissions"]
+    data = json.loads(ragbot("status", "--json").stdout)
+    status = data["sources"]["confluence"]["permissions"]
     assert status["mode"] == "sync" and status["enforced"] == "per reader" and status["restricted_pages"] == 4
-    text = ragbot("status").stdout
-    assert "confluence permissions: sync, 4 of 5 pages restricted" in text
+    assert "confluence permissions: sync, 4 of 5 pages restricted" in "\n".join(status_lines(data))
     asked = ragbot("ask", "unseal the vault platypus shards", "--as-user", ADA, "--json")
     assert asked.returncode == 0, asked.stderr
     assert "Vault unsealing" in asked.stdout  # Ada: security and oncall
-    public = ragbot("ask", "unseal the vault platypus shards", "--json")
-    assert "Vault unsealing" not in public.stdout
     no_reader = ragbot("permissions", "explain", site.oncall)
     assert no_reader.returncode == 2 and "--user EMAIL or --channel ID" in no_reader.stderr
 
