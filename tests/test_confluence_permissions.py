@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,20 @@ def seed(fake: FakeConfluence) -> Site:
     return Site(fake, public, oncall, reviews, postmortem, vault)
 
 
-@pytest.fixture(params=["cloud", "datacenter"])
-def site(request: pytest.FixtureRequest) -> Iterator[Site]:
-    fake = FakeConfluence(mode=request.param).start()
+@contextmanager
+def running(mode: str) -> Iterator[Site]:
+    """A fake Confluence of this flavour on 127.0.0.1, seeded, stopped afterwards."""
+    fake = FakeConfluence(mode=mode).start()
     try:
         yield seed(fake)
     finally:
         fake.stop()
+
+
+@pytest.fixture(params=["cloud", "datacenter"])
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    with running(request.param) as seeded:
+        yield seeded
 
 
 @pytest.fixture
@@ -257,11 +265,8 @@ def test_the_api_answers_as_the_named_user_and_public_pages_without_one(api_url:
 
 @pytest.fixture
 def datacenter_site() -> Iterator[Site]:
-    fake = FakeConfluence(mode="datacenter").start()
-    try:
-        yield seed(fake)
-    finally:
-        fake.stop()
+    with running("datacenter") as seeded:
+        yield seeded
 
 
 @pytest.mark.slow

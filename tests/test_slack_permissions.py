@@ -12,11 +12,11 @@ import pytest
 
 from bot.app import SlackBot
 from tests.conftest import make_repo
-from tests.fakes.confluence_server import PASSWORD, USERNAME, FakeConfluence
+from tests.fakes.confluence_server import PASSWORD, USERNAME
 from tests.fakes.llm_server import FakeLLM
 from tests.fakes.slack_agent import AgentFakeSlack
 from tests.fakes.slack_server import BOT_USER, TEAM
-from tests.test_confluence_permissions import ADA, BOB, CY, Site, seed
+from tests.test_confluence_permissions import ADA, BOB, CY, Site, running
 
 #: What only the restricted page says (the questions may name "zebra": that is the asker's own word).
 SECRET = ("Pager bridge", "555 0199")
@@ -24,11 +24,8 @@ SECRET = ("Pager bridge", "555 0199")
 
 @pytest.fixture
 def site() -> Iterator[Site]:
-    fake = FakeConfluence(mode="datacenter").start()
-    try:
-        yield seed(fake)
-    finally:
-        fake.stop()
+    with running("datacenter") as seeded:
+        yield seeded
 
 
 @pytest.fixture
@@ -91,6 +88,26 @@ def answer_in(slack: AgentFakeSlack, channel: str, ts: str) -> dict[str, Any]:
     return answer
 
 
+def private_answer(slack: AgentFakeSlack, text: str, *, user: str, channel: str) -> dict[str, Any]:
+    """`/ragbot TEXT`: the answer only the asker sees, through the response_url."""
+    env, path = slack.send_slash_command(text, command="/ragbot", user=user, channel=channel)
+    slack.wait_for_ack(env)
+    (reply,) = slack.wait_for(
+        lambda: [r for r in slack.responses if r["path"] == path and r.get("blocks")],
+        what="the private answer",
+    )
+    return dict(reply)
+
+
+def button(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any]:
+    return next(
+        e
+        for b in blocks
+        for e in b.get("elements") or []
+        if isinstance(e, dict) and e.get("action_id") == action_id
+    )
+
+
 def everything_sent(slack: AgentFakeSlack, channel: str) -> str:
     """Every text the bot sent toward a channel: posts, updates, stream appends, status lines."""
     return json.dumps(
@@ -144,21 +161,9 @@ def test_a_private_answer_cannot_be_shared_where_someone_may_not_read_it(
     start_bot: Callable[[], SlackBot], slack: AgentFakeSlack
 ) -> None:
     start_bot()
-    env, path = slack.send_slash_command(
-        "what is the zebra bridge number for sev1?", command="/ragbot", user="UADA", channel="CENG"
-    )
-    slack.wait_for_ack(env)
-    (reply,) = slack.wait_for(
-        lambda: [r for r in slack.responses if r["path"] == path and r.get("blocks")],
-        what="the private answer",
-    )
+    reply = private_answer(slack, "what is the zebra bridge number for sev1?", user="UADA", channel="CENG")
     assert "Pager bridge" in str(reply["blocks"])  # Ada alone sees it, as she may
-    share = next(
-        e
-        for b in reply["blocks"]
-        for e in b.get("elements") or []
-        if isinstance(e, dict) and e.get("action_id") == "ragbot_share"
-    )
+    share = button(reply["blocks"], "ragbot_share")
     env = slack.send_block_action(
         user="UADA", channel="CENG", message={"ts": "1.0"}, action_id="ragbot_share", value=share["value"]
     )
@@ -201,11 +206,8 @@ def test_a_member_without_an_email_keeps_the_channel_to_public_pages(
 
 @pytest.fixture
 def cloud_site() -> Iterator[Site]:
-    fake = FakeConfluence(mode="cloud").start()
-    try:
-        yield seed(fake)
-    finally:
-        fake.stop()
+    with running("cloud") as seeded:
+        yield seeded
 
 
 def test_ask_an_expert_names_no_page_the_channel_may_not_read(
@@ -229,21 +231,9 @@ def test_ask_an_expert_names_no_page_the_channel_may_not_read(
         confluence_password=PASSWORD,
         confluence_permissions="sync",
     )
-    env, path = slack.send_slash_command(
-        "what is the zebra bridge number for sev1?", command="/ragbot", user="UADA", channel="CENG"
-    )
-    slack.wait_for_ack(env)
-    (reply,) = slack.wait_for(
-        lambda: [r for r in slack.responses if r["path"] == path and r.get("blocks")],
-        what="the private answer",
-    )
+    reply = private_answer(slack, "what is the zebra bridge number for sev1?", user="UADA", channel="CENG")
     assert "Pager bridge" in str(reply["blocks"])
-    escalate = next(
-        e
-        for b in reply["blocks"]
-        for e in b.get("elements") or []
-        if isinstance(e, dict) and e.get("action_id") == "ragbot_escalate"
-    )
+    escalate = button(reply["blocks"], "ragbot_escalate")
     env = slack.send_block_action(
         user="UADA",
         channel="CENG",
