@@ -236,7 +236,7 @@ class PermissionReader:
         self.cloud = cloud
         self.source = source
         self.previous = previous
-        self.requests = 0
+        self.requests = 0  # listings (however many pages each) and single lookups
 
     def sync(
         self,
@@ -287,7 +287,7 @@ class PermissionReader:
         snapshot.synced_at = snapshot.last_success = time.time()
         log.info(
             "Confluence %s permissions: %d page(s), %d restricted, %d group(s), %d user(s) with e-mail "
-            "(%d request(s), %.1fs)",
+            "(%d listing(s) and lookup(s), %.1fs)",
             self.source,
             len(snapshot.pages),
             snapshot.restricted_pages,
@@ -310,8 +310,8 @@ class PermissionReader:
                 if not space_id:
                     raise SourceError(f"space {key}: no v2 space id to read its permissions with")
                 path = f"api/v2/spaces/{quote(space_id)}/permissions"
+                self.requests += 1
                 for item, _base in self.client.paginate(path, {"limit": 250}):
-                    self.requests += 1
                     op = item.get("operation") or {}
                     if op.get("key") != "read" or op.get("targetType") != "space":
                         continue
