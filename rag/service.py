@@ -220,7 +220,7 @@ class RagService:
             data.update(source=name, key=rule.key, rules=stored.explain(page_id), usable=snapshot is not None)
             lines.append(f"page {page_id} in {name}: " + ("public" if rule.key == "public" else "restricted"))
             lines += [f"  {r}" for r in data["rules"]]
-            if snapshot is None:
+            if snapshot is None and rule.key != "public":
                 lines.append(f"  the bot shows it to nobody now: {why} (public pages only)")
             tag = f"{name}:{rule.key}"
             for who, reader in readers:
@@ -232,16 +232,10 @@ class RagService:
                 )
             break
         else:
-            spec = (
-                self.registry.get(self.access.synced_sources()[0]) if self.access.synced_sources() else None
-            )
             lines.append(
                 f"page {page_id} is in no Confluence site whose permissions are synced"
-                + (
-                    ""
-                    if spec
-                    else ' (no site has permissions = "sync": indexed pages are shown to anyone who may ask)'
-                )
+                if self.access.synced_sources()
+                else 'no Confluence site has permissions = "sync": indexed pages are shown to anyone who asks'
             )
         data["lines"] = lines
         return data

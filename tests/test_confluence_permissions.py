@@ -333,3 +333,22 @@ def test_the_scheduler_re_reads_permissions_between_ingests(service: RagService,
         assert "zebra" not in seen(service, "zebra bridge number sev1", Reader.person(ADA))
     finally:
         handle.shutdown()
+
+
+def test_a_site_no_longer_configured_takes_its_permissions_with_it(
+    service: RagService, make_settings: Any, tmp_path: Path
+) -> None:
+    from tests.conftest import make_repo
+
+    assert service.permissions.load("confluence") is not None
+    service.store.close()
+    repo = make_repo(tmp_path / "code", {"README.md": "# tools\n"})
+    after = RagService(
+        make_settings(code_repo_path=repo), embedders=EmbedderPool(lambda _model: HashEmbedder())
+    )
+    try:
+        reports = after.ingest(["all"])
+        assert any(r.removed and r.source_name == "confluence" for r in reports)
+        assert after.permissions.load("confluence", fresh=True) is None
+    finally:
+        after.store.close()

@@ -41,13 +41,12 @@ class AccessScope:
 
     synced: frozenset[str] = frozenset()
     allowed: frozenset[str] = frozenset()
-    label: str = ""
 
     def gated(self, names: Iterable[str]) -> list[str]:
         return [n for n in names if n in self.synced]
 
     def where(self, names: Sequence[str]) -> dict[str, Any] | None:
-        """Chroma's `where` for a search of `names` (None: no condition; see `empty`)."""
+        """Chroma's `where` for a search of `names`; None when nothing of them may be shown."""
         gated = self.gated(names)
         open_names = [n for n in names if n not in self.synced]
         allowed = sorted(t for t in self.allowed if t.split(":", 1)[0] in gated)
@@ -59,10 +58,6 @@ class AccessScope:
         if not parts:
             return None
         return parts[0] if len(parts) == 1 else {"$or": parts}
-
-    def empty(self, names: Sequence[str]) -> bool:
-        """Nothing of `names` can be shown to this reader (the search need not run)."""
-        return self.where(names) is None
 
     def gate(self, names: Sequence[str]) -> tuple[list[str], list[str]] | None:
         """BM25's mask: (open sources, allowed tags); None when no source of `names` is gated."""
@@ -79,7 +74,7 @@ class AccessScope:
 def public_scope(registry: SourceRegistry) -> AccessScope:
     """What a search with no reader may see: the public pages of synced sites (fail closed)."""
     synced = synced_names(registry)
-    return AccessScope(frozenset(synced), frozenset(f"{name}:{PUBLIC_KEY}" for name in synced), "public")
+    return AccessScope(frozenset(synced), frozenset(f"{name}:{PUBLIC_KEY}" for name in synced))
 
 
 def synced_names(registry: SourceRegistry) -> list[str]:
@@ -147,7 +142,8 @@ class AccessControl:
                 if keys <= {PUBLIC_KEY}:
                     break
             allowed |= {f"{name}:{key}" for key in (keys or set())} | public
-        return AccessScope(frozenset(synced), frozenset(allowed), reader.label)
+        log.debug("reading as %s: %d access tag(s)", reader.label or "nobody named", len(allowed))
+        return AccessScope(frozenset(synced), frozenset(allowed))
 
     def _readable(self, snapshot: SitePermissions, email: str) -> frozenset[str]:
         cache_key = (snapshot.source, email, snapshot.synced_at)

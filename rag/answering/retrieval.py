@@ -149,9 +149,9 @@ class Retriever:
             where = _where_names(names) if narrowed else None
             gate = access.gate(names)
             if gate is not None:  # synced Confluence pages: only those this reader may see
-                if access.empty(names):
-                    continue
                 where = access.where(names)
+                if where is None:
+                    continue  # nothing of these sources may be shown to this reader
             if self.dense_weight > 0:
                 found = shown(collection.query(embedder.embed_query(query), k=depth, where=where))
                 rankings.append([r.id for r in found])

@@ -187,6 +187,8 @@ class Ingestor:
                         collection.delete_ids(state.ids)
                 report.documents_deleted = len(states)
                 collection.forget_source(name)
+                if kind == "confluence":
+                    self.permissions.forget(name)  # its synced permissions go with it
                 symbol_collection = self.store.collection(kind, embedder.key, create=False, symbols=True)
                 if symbol_collection is not None:
                     remove_source(symbol_collection, name)
@@ -223,7 +225,8 @@ class Ingestor:
         source = self.source_factory(self.settings, spec)
         log.info("ingesting %s: %s", name, source.describe())
         syncing = isinstance(source, ConfluenceSource) and source.permission_sync
-        if isinstance(source, ConfluenceSource) and syncing:
+        if syncing:
+            assert isinstance(source, ConfluenceSource)
             source.previous_permissions = self.permissions.load(name, fresh=True)
         try:
             source.prepare()
